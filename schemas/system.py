@@ -1,0 +1,61 @@
+"""Responses of the model listing, one-shot and instance routes."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from schemas.prompts import PromptKind
+from schemas.sessions import PipelineName
+
+
+class NetworkStatus(BaseModel):
+    """One exported network a pipeline runs (a Triton model)."""
+
+    name: str
+    ready: bool
+    weights: str = Field(description='"trained", "untrained" or "missing".')
+
+
+class ModelInfo(BaseModel):
+    """A pipeline users can choose with ``model``."""
+
+    name: PipelineName
+    description: str
+    backend: str = Field(description='"local" (in-process TorchScript), "triton", or "none" (weight-free).')
+    ready: bool
+    trained: bool = Field(description="False while any of its networks holds untrained initial weights.")
+    prompt_kinds: list[PromptKind]
+    automatic: bool = Field(description="Whether it runs with no prompt at all.")
+    multi_round: bool
+    networks: list[NetworkStatus] = Field(default_factory=list)
+    detail: str | None = None
+
+
+class ModelsResponse(BaseModel):
+    """Answer to ``GET /v1/models``: the pipelines and what ``auto`` picks per prompt kind."""
+
+    models: list[ModelInfo]
+    auto: dict[str, PipelineName]
+
+
+class InstanceMatte(BaseModel):
+    """One human instance found by ``POST /v1/instances``."""
+
+    id: int
+    score: float
+    box: tuple[int, int, int, int] = Field(
+        description="x0, y0, x1, y1 of the alpha > 0 region (x1, y1 exclusive)."
+    )
+    alpha_png_base64: str
+
+
+class InstancesResponse(BaseModel):
+    width: int
+    height: int
+    instances: list[InstanceMatte]
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)

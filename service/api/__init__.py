@@ -1,0 +1,1 @@
+"""HTTP and WebSocket routes of API v1. Routes parse and authenticate; ``service.serving`` acts."""

@@ -1,0 +1,51 @@
+"""One-shot matting without a session."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Response, UploadFile
+from pydantic import TypeAdapter, ValidationError
+
+from schemas.prompts import Prompt
+from schemas.sessions import ModelName
+from service.api.deps import Service, User
+from service.api.sessions import ERRORS, PNG
+from service.errors import BadInput, SchemaError
+
+router = APIRouter(prefix="/v1", tags=["one-shot"])
+_PROMPTS = TypeAdapter(list[Prompt])
+
+
+def parse_prompts_field(raw: str) -> list[Prompt]:
+    """Parse the multipart ``prompts`` field (a JSON array of prompt objects)."""
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BadInput(
+            f"'prompts' is not valid JSON: {exc.msg} at position {exc.pos}.", code="invalid_json"
+        ) from exc
+    try:
+        return _PROMPTS.validate_python(data)
+    except ValidationError as exc:
+        raise SchemaError.from_validation("'prompts'", exc) from exc
+
+
+@router.post("/matte", responses={**ERRORS, **PNG}, response_class=Response)
+async def matte(
+    user: User,
+    service: Service,
+    image: Annotated[UploadFile, File(description="PNG, JPEG or WebP photo.")],
+    prompts: Annotated[str, Form(description='JSON array of prompts, e.g. [{"type":"box",...}].')] = "[]",
+    output: Annotated[Literal["alpha", "cutout"], Form()] = "cutout",
+    model: Annotated[ModelName, Form()] = "auto",
+) -> Response:
+    """Matte one photo in one request; returns the alpha (grayscale) or cut-out (RGBA) PNG."""
+    parsed = parse_prompts_field(prompts)
+    png, timings, used = await service.matte_once(await image.read(), parsed, model, output)
+    headers = {
+        "X-Matteserve-Model": used,
+        "Server-Timing": ", ".join(f"{name};dur={ms:.1f}" for name, ms in timings.items()),
+    }
+    return Response(png, media_type="image/png", headers=headers)

@@ -1,0 +1,153 @@
+"""The ``matteserve`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from schemas.prompts import BoxPrompt, ClickPrompt, Prompt, ScribblePrompt, TextPrompt
+
+app = typer.Typer(help="matteserve: interactive and instance image matting service.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (MATTESERVE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (MATTESERVE_PORT).")] = None,
+) -> None:
+    """Run the API on its embedded defaults: local backend, and a Redis it starts itself
+    when MATTESERVE_REDIS_URL is unset and nothing answers on 127.0.0.1:6379."""
+    import uvicorn
+
+    from service.app import create_app
+    from service.config import Settings
+    from service.redis_runtime import resolve_redis
+
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = Settings(**overrides)
+    url, started = resolve_redis(settings.redis_url)
+    if started is not None:
+        console.print(f"[yellow]No Redis configured or reachable: started redis-server on {url}[/]")
+    settings = settings.model_copy(update={"redis_url": url})
+    anonymous = "allowed" if settings.anonymous_allowed else "off"
+    console.print(
+        f"matteserve on http://{settings.host}:{settings.port}  backend={settings.backend}  "
+        f"redis={url}  anonymous={anonymous}"
+    )
+    try:
+        uvicorn.run(
+            create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level
+        )
+    finally:
+        if started is not None:
+            started.stop()
+
+
+def _floats(text: str, count: int, what: str) -> list[float]:
+    parts = [p for p in text.replace(" ", "").split(",") if p]
+    try:
+        values = [float(p) for p in parts[:count]]
+    except ValueError:
+        raise typer.BadParameter(f"{what} needs {count} numbers separated by commas, got {text!r}") from None
+    if len(values) != count:
+        raise typer.BadParameter(f"{what} needs {count} numbers separated by commas, got {text!r}")
+    return values
+
+
+def parse_cli_prompts(
+    boxes: list[str], clicks: list[str], scribbles: list[str], texts: list[str], scribble_radius: float
+) -> list[Prompt]:
+    """Turn ``--box x0,y0,x1,y1``, ``--click x,y[,bg]``, ``--scribble "x,y;x,y;...[;bg]"`` and
+    ``--text`` options into wire prompts."""
+    prompts: list[Prompt] = []
+    for box in boxes:
+        x0, y0, x1, y1 = _floats(box, 4, "--box")
+        prompts.append(BoxPrompt(x0=x0, y0=y0, x1=x1, y1=y1))
+    for click in clicks:
+        parts = click.split(",")
+        label = parts[2].strip() if len(parts) > 2 else "fg"
+        if label not in ("fg", "bg"):
+            raise typer.BadParameter(f"--click label must be fg or bg, got {label!r}")
+        x, y = _floats(",".join(parts[:2]), 2, "--click")
+        prompts.append(ClickPrompt(x=x, y=y, label=label))
+    for scribble in scribbles:
+        tokens = [t.strip() for t in scribble.split(";") if t.strip()]
+        label = "fg"
+        if tokens and tokens[-1] in ("fg", "bg"):
+            label = tokens.pop()
+        points = [tuple(_floats(t, 2, "--scribble point")) for t in tokens]
+        prompts.append(ScribblePrompt(points=points, label=label, radius=scribble_radius))
+    prompts.extend(TextPrompt(text=t) for t in texts)
+    return prompts
+
+
+@app.command()
+def cutout(
+    image: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="PNG, JPEG or WebP photo.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the PNG.")],
+    box: Annotated[list[str], typer.Option(help="x0,y0,x1,y1 (repeatable).")] = [],  # noqa: B006
+    click: Annotated[list[str], typer.Option(help="x,y or x,y,bg (repeatable).")] = [],  # noqa: B006
+    scribble: Annotated[list[str], typer.Option(help='"x,y;x,y;...[;bg]" (repeatable).')] = [],  # noqa: B006
+    text: Annotated[list[str], typer.Option(help="Text description of the target.")] = [],  # noqa: B006
+    scribble_radius: Annotated[float, typer.Option(help="Brush radius of scribbles, pixels.")] = 4.0,
+    model: Annotated[str, typer.Option(help="auto, dfimat, semat, smat or classical.")] = "auto",
+    alpha: Annotated[
+        bool, typer.Option("--alpha", help="Write the alpha matte instead of the RGBA cut-out.")
+    ] = False,
+    server: Annotated[str | None, typer.Option(help="Use a running matteserve at this URL instead.")] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="MATTESERVE_API_KEY", help="API key for --server.")
+    ] = None,
+) -> None:
+    """Cut out the marked object of IMAGE in one shot, in-process (no server needed) or via --server."""
+    prompts = parse_cli_prompts(box, click, scribble, text, scribble_radius)
+    kind = "alpha" if alpha else "cutout"
+    if server:
+        from service.client import MatteClient
+
+        with MatteClient(server, api_key=api_key) as client:
+            png = client.matte(image.read_bytes(), prompts, output=kind, model=model)
+    else:
+        png = asyncio.run(_cutout_in_process(image.read_bytes(), prompts, model, kind))
+    output.write_bytes(png)
+    console.print(f"wrote {output} ({len(png)} bytes)")
+
+
+async def _cutout_in_process(data: bytes, prompts: list[Prompt], model: str, kind: str) -> bytes:
+    import anyio
+
+    from service.config import Settings
+    from service.cutout import cutout_rgba
+    from service.errors import ApiError
+    from service.imaging import alpha_to_u8, decode_image, encode_png
+    from service.pipelines.factory import build_registry, close_registry
+    from service.prompts import validate_prompts
+    from service.serving import matte_image
+
+    settings = Settings()
+    registry = await build_registry(settings, anyio.CapacityLimiter(os.cpu_count() or 1))
+    try:
+        image = decode_image(data, max_pixels=settings.max_pixels)
+        validate_prompts(prompts, image.shape[1], image.shape[0], max_prompts=settings.max_prompts_per_round)
+        matte, name, _ = await matte_image(registry, image, prompts, model)
+    except ApiError as exc:
+        console.print(f"[red]{exc.code}[/]: {exc.message}")
+        raise typer.Exit(2) from None
+    finally:
+        await close_registry(registry)
+    console.print(f"model: {name}")
+    if kind == "alpha":
+        return encode_png(alpha_to_u8(matte))
+    return encode_png(cutout_rgba(image, matte, max_pixels=settings.cutout_max_pixels))
+
+
+def main() -> None:  # pragma: no cover
+    logging.basicConfig(level=logging.INFO)
+    app()

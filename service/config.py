@@ -1,0 +1,80 @@
+"""Service configuration, read from the environment (prefix ``MATTESERVE_``).
+
+The names are part of the deployment contract (docker-compose, k8s and the docs set them);
+see the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="MATTESERVE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    redis_url: str | None = None
+    backend: Literal["local", "triton"] = "local"
+    triton_url: str = "127.0.0.1:8001"
+    triton_timeout_s: float = 30.0
+    model_repository: Path = REPO_ROOT / "triton_repo"
+    api_keys: str | None = None
+    allow_anonymous: bool | None = None
+    session_ttl_s: int = Field(1800, ge=1)
+    max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(40_000_000, ge=64 * 64)
+    max_prompts_per_round: int = Field(64, ge=1)
+    max_rounds_per_session: int = Field(100, ge=1)
+    rate_limit_per_minute: int = Field(600, ge=0)
+    round_lock_timeout_s: float = Field(120.0, gt=0)
+    round_wait_timeout_s: float = Field(300.0, gt=0)
+    inference_threads: int = Field(2, ge=1)
+    classical_max_side: int = Field(640, ge=64)
+    cutout_max_pixels: int = Field(4_000_000, ge=64 * 64)
+    auto_routes: str | None = None
+    log_level: str = "info"
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_parse(cls, value: str | None) -> str | None:
+        if value:
+            for pair in value.split(","):
+                key, sep, user = pair.strip().partition(":")
+                if not sep or not key or not user:
+                    raise ValueError("MATTESERVE_API_KEYS must be comma-separated key:user pairs")
+        return value
+
+    @cached_property
+    def key_to_user(self) -> dict[str, str]:
+        """``MATTESERVE_API_KEYS`` as a key -> user id map."""
+        if not self.api_keys:
+            return {}
+        pairs = (pair.strip().partition(":") for pair in self.api_keys.split(","))
+        return {key: user for key, _, user in pairs}
+
+    @property
+    def anonymous_allowed(self) -> bool:
+        """Anonymous access: explicit setting, else only with no keys and a loopback listener."""
+        if self.allow_anonymous is not None:
+            return self.allow_anonymous
+        return not self.key_to_user and _is_loopback(self.host)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,1 @@
+"""Weight-free image processing engines (no network inference)."""

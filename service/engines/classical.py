@@ -1,0 +1,207 @@
+"""The classical matting engine: GrabCut seeded by the user's marks, then closed-form matting.
+
+Weight-free baseline and fallback. One call computes the matte for all marks so far:
+
+1. Work at a bounded resolution (long side ``max_side``) so a 12 MP photo costs the same
+   as a 1 MP one.
+2. GrabCut, initialised from the previous round's matte when there is one (else from the
+   boxes, else from the neighbourhood of the foreground marks). Every mark of every round
+   is a hard constraint; outside all boxes is background. A background mark placed on a
+   region of the previous matte also removes the colour-coherent part of that region
+   around it (flood fill within the previous matte), so one background click drops a
+   wrongly included object rather than punching a hole in it.
+3. A trimap: an unknown band around the GrabCut boundary.
+4. pymatting's closed-form matting (Levin et al. 2008) in the band.
+5. Back to the original size: bilinear upsampling refined by a guided filter (He et al.)
+   on the full-resolution photo, inside the unknown band only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from pymatting import estimate_alpha_cf
+
+from schemas.prompts import BoxPrompt, Prompt, TextPrompt
+from service.errors import UnsupportedPrompt
+from service.imaging import resize_long_side
+from service.prompts import boxes, draw_marks
+
+GRABCUT_ITERATIONS = 5
+FLOOD_TOLERANCE = 24  # per-channel colour difference (0-255) for the region a background mark removes
+
+
+@dataclass(frozen=True)
+class ClassicalParams:
+    """Tunable constants of the engine, in work-resolution pixels unless stated."""
+
+    max_side: int = 640
+    band_fraction: float = 0.01  # half-width of the trimap's unknown band, fraction of the long side
+    click_fraction: float = 0.006  # radius of a click seed, fraction of the long side
+    grow_fraction: float = 0.12  # probable-foreground radius around fg marks when there is no box
+
+
+def matte(
+    image: np.ndarray,
+    prompts: Sequence[Prompt],
+    *,
+    new_prompts: Sequence[Prompt] = (),
+    previous_alpha: np.ndarray | None = None,
+    params: ClassicalParams = ClassicalParams(),
+) -> np.ndarray:
+    """Compute an alpha matte for ``image`` (H, W, 3 uint8 RGB) from all marks so far.
+
+    ``prompts`` holds every round's marks in order (the current round's last);
+    ``new_prompts`` the current round's, whose background marks may remove regions of
+    ``previous_alpha`` (H, W float in [0, 1], the last round's matte, or None in round 1).
+    Returns float32 (H, W) alpha in [0, 1]. Raises ``UnsupportedPrompt`` for text prompts
+    and when no mark says where the foreground is.
+    """
+    if any(isinstance(p, TextPrompt) for p in prompts):
+        raise UnsupportedPrompt(
+            "The classical engine cannot use text prompts; use model 'dfimat', or give a box, "
+            "clicks or scribbles."
+        )
+    height, width = image.shape[:2]
+    work, scale = resize_long_side(image, params.max_side)
+    h, w = work.shape[:2]
+    long_side = max(h, w)
+    click_radius = max(2, round(params.click_fraction * long_side))
+    fg_seed, bg_seed = draw_marks(prompts, h, w, scale=scale, click_radius=click_radius)
+    box_mask = _box_mask(boxes(prompts), h, w, scale)
+    previous = None
+    if previous_alpha is not None:
+        previous = cv2.resize(previous_alpha.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) >= 0.5
+
+    if previous is None and box_mask is None and not fg_seed.any():
+        raise UnsupportedPrompt(
+            "The classical engine needs a box, a foreground click or a foreground scribble to "
+            "know what to cut out.",
+            code="prompt_required",
+        )
+
+    trimap_mask = _grabcut(
+        work, fg_seed, bg_seed, box_mask, previous, new_prompts, scale, click_radius, params
+    )
+    trimap = _trimap(trimap_mask, fg_seed, bg_seed, max(2, round(params.band_fraction * long_side)))
+    alpha_work = np.clip(estimate_alpha_cf(work.astype(np.float64) / 255.0, trimap), 0.0, 1.0)
+    alpha_work = alpha_work.astype(np.float32)
+    if scale >= 1.0:
+        return alpha_work
+    return _upsample(alpha_work, trimap, image, (width, height), scale)
+
+
+def _box_mask(box_prompts: list[BoxPrompt], h: int, w: int, scale: float) -> np.ndarray | None:
+    if not box_prompts:
+        return None
+    mask = np.zeros((h, w), np.uint8)
+    for box in box_prompts:
+        x0, y0 = int(np.floor(box.x0 * scale)), int(np.floor(box.y0 * scale))
+        x1, y1 = int(np.ceil(box.x1 * scale)), int(np.ceil(box.y1 * scale))
+        mask[max(0, y0) : min(h, y1), max(0, x0) : min(w, x1)] = 1
+    return mask
+
+
+def _grabcut(
+    work: np.ndarray,
+    fg_seed: np.ndarray,
+    bg_seed: np.ndarray,
+    box_mask: np.ndarray | None,
+    previous: np.ndarray | None,
+    new_prompts: Sequence[Prompt],
+    scale: float,
+    click_radius: int,
+    params: ClassicalParams,
+) -> np.ndarray:
+    """Run GrabCut from the seeds; return the binary foreground mask (uint8 0/1)."""
+    h, w = fg_seed.shape
+    gc = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
+    if previous is not None:
+        gc[previous] = cv2.GC_PR_FGD
+    elif box_mask is not None:
+        gc[box_mask > 0] = cv2.GC_PR_FGD
+    else:
+        grow = max(3, round(params.grow_fraction * max(h, w)))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+        gc[cv2.dilate(fg_seed, kernel) > 0] = cv2.GC_PR_FGD
+    if box_mask is not None:
+        gc[box_mask == 0] = cv2.GC_BGD
+
+    domain = previous if previous is not None else (box_mask > 0 if box_mask is not None else None)
+    if domain is not None:
+        _, new_bg = draw_marks(new_prompts, h, w, scale=scale, click_radius=click_radius)
+        removed = _flood_regions(work, new_bg, domain)
+        gc[removed] = cv2.GC_BGD
+    gc[bg_seed > 0] = cv2.GC_BGD
+    gc[fg_seed > 0] = cv2.GC_FGD
+
+    if not np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)).any():
+        return np.zeros((h, w), np.uint8)
+    if not np.isin(gc, (cv2.GC_BGD, cv2.GC_PR_BGD)).any():
+        # GrabCut needs background samples; a frame-filling box leaves none.
+        border = np.zeros((h, w), bool)
+        border[[0, -1], :] = True
+        border[:, [0, -1]] = True
+        gc[border & (gc != cv2.GC_FGD)] = cv2.GC_PR_BGD
+    bgd_model = np.zeros((1, 65), np.float64)
+    fgd_model = np.zeros((1, 65), np.float64)
+    bgr = cv2.cvtColor(work, cv2.COLOR_RGB2BGR)
+    cv2.grabCut(bgr, gc, None, bgd_model, fgd_model, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_MASK)
+    return np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
+
+
+def _flood_regions(work: np.ndarray, bg_marks: np.ndarray, domain: np.ndarray) -> np.ndarray:
+    """The colour-coherent part of ``domain`` reachable from each background mark pixel that
+    lies inside it (OpenCV flood fill with a fixed colour range)."""
+    removed = np.zeros(domain.shape, bool)
+    seeds = np.argwhere((bg_marks > 0) & domain)
+    if len(seeds) == 0:
+        return removed
+    h, w = domain.shape
+    # floodFill's mask is 2 px larger; non-zero mask pixels are walls, so wall off outside the domain.
+    walls = np.ones((h + 2, w + 2), np.uint8)
+    walls[1:-1, 1:-1] = (~domain).astype(np.uint8)
+    tolerance = (FLOOD_TOLERANCE,) * 3
+    flags = 4 | cv2.FLOODFILL_FIXED_RANGE | cv2.FLOODFILL_MASK_ONLY | (2 << 8)
+    bgr = cv2.cvtColor(work, cv2.COLOR_RGB2BGR)
+    # A stroke's pixels are near each other: a few seeds per connected mark suffice.
+    count, labels = cv2.connectedComponents((bg_marks > 0).astype(np.uint8) & domain.astype(np.uint8))
+    for label in range(1, count):
+        ys, xs = np.nonzero(labels == label)
+        for k in np.linspace(0, len(ys) - 1, num=min(len(ys), 8)).astype(int):
+            y, x = int(ys[k]), int(xs[k])
+            if walls[y + 1, x + 1] == 0:
+                cv2.floodFill(bgr, walls, (x, y), 0, tolerance, tolerance, flags)
+    removed = walls[1:-1, 1:-1] == 2
+    return removed
+
+
+def _trimap(mask: np.ndarray, fg_seed: np.ndarray, bg_seed: np.ndarray, band: int) -> np.ndarray:
+    """Unknown band of half-width ``band`` around the mask boundary; seeds are known.
+    Returns float64 (h, w) with 0 background, 1 foreground, 0.5 unknown."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
+    sure_fg = cv2.erode(mask, kernel) > 0
+    if not sure_fg.any() and mask.any():
+        sure_fg = cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0 if mask.sum() > 9 else mask > 0
+    maybe = cv2.dilate(mask, kernel) > 0
+    trimap = np.full(mask.shape, 0.5)
+    trimap[~maybe] = 0.0
+    trimap[sure_fg] = 1.0
+    trimap[fg_seed > 0] = 1.0
+    trimap[bg_seed > 0] = 0.0
+    return trimap
+
+
+def _upsample(
+    alpha_work: np.ndarray, trimap: np.ndarray, image: np.ndarray, size: tuple[int, int], scale: float
+) -> np.ndarray:
+    """Bilinear upsampling, refined by a guided filter on the photo inside the unknown band."""
+    alpha = cv2.resize(alpha_work, size, interpolation=cv2.INTER_LINEAR)
+    unknown = cv2.resize((trimap == 0.5).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+    radius = max(2, int(np.ceil(2.0 / scale)))
+    unknown = cv2.dilate(unknown, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)) > 0
+    guided = cv2.ximgproc.guidedFilter(image, alpha, radius, 1e-4 * 255 * 255)
+    return np.clip(np.where(unknown, guided, alpha), 0.0, 1.0).astype(np.float32)

@@ -1,0 +1,115 @@
+"""Decoding uploaded photos safely, and encoding mattes and cut-outs as PNG.
+
+Uploads are checked in this order, so that nothing large is decoded by accident:
+byte size (done by the upload-limit middleware), format from the header, pixel count
+from the header (a decompression bomb is refused before any pixel is decoded), then the
+full decode. Every mode Pillow can hand back is converted to 8-bit RGB.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from service.errors import BadInput, NotAnImage, TooLarge
+
+ACCEPTED_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "MPO": "image/jpeg", "WEBP": "image/webp"}
+
+# We enforce our own limit from the header; Pillow's warning/exception thresholds would
+# otherwise fire on legitimate large photos below MATTESERVE_MAX_PIXELS.
+Image.MAX_IMAGE_PIXELS = None
+
+
+def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
+    """Decode PNG, JPEG or WebP bytes into an upright 8-bit RGB array of shape (H, W, 3).
+
+    Applies the EXIF orientation; converts grayscale, palette, CMYK, RGBA (composited over
+    white, as viewers show it) and 16-bit/float inputs. Raises ``NotAnImage`` (415),
+    ``TooLarge`` (413) or ``BadInput`` (400, corrupt data).
+    """
+    if not data:
+        raise BadInput("The uploaded image is empty.", code="empty_image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise NotAnImage("The upload is not a PNG, JPEG or WebP image.") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise BadInput(f"The image header could not be read: {exc}.", code="corrupt_image") from exc
+    if image.format not in ACCEPTED_FORMATS:
+        raise NotAnImage(f"Image format {image.format} is not accepted; send PNG, JPEG or WebP.")
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise BadInput("The image has no pixels.", code="corrupt_image")
+    if width * height > max_pixels:
+        raise TooLarge(
+            f"The image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}.",
+            code="image_too_large",
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return _to_rgb8(image)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise BadInput(f"The image data is corrupt or truncated: {exc}.", code="corrupt_image") from exc
+
+
+def _to_rgb8(image: Image.Image) -> np.ndarray:
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
+        gray = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+    if mode == "P":
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB")).copy()
+    return np.asarray(image.convert("RGB")).copy()
+
+
+def encode_png(array: np.ndarray, *, compression: int = 3) -> bytes:
+    """Encode (H, W) uint8 grayscale, (H, W, 3) RGB or (H, W, 4) RGBA as PNG bytes."""
+    if array.dtype != np.uint8:
+        raise TypeError("encode_png takes uint8 arrays")
+    if array.ndim == 3 and array.shape[2] == 3:
+        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    elif array.ndim == 3 and array.shape[2] == 4:
+        array = cv2.cvtColor(array, cv2.COLOR_RGBA2BGRA)
+    ok, buffer = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buffer.tobytes()
+
+
+def decode_alpha_png(data: bytes) -> np.ndarray:
+    """Decode an 8-bit grayscale PNG written by ``encode_png`` into float32 (H, W) in [0, 1]."""
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if array is None or array.ndim != 2:
+        raise ValueError("not a grayscale PNG")
+    return array.astype(np.float32) / 255.0
+
+
+def alpha_to_u8(alpha: np.ndarray) -> np.ndarray:
+    """Quantise a float alpha in [0, 1] to uint8 with rounding."""
+    return np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def resize_long_side(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """Downscale so that the long side is at most ``max_side`` (area filter). Returns (image, scale)."""
+    height, width = image.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    if scale >= 1.0:
+        return image, 1.0
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale

@@ -1,0 +1,92 @@
+"""Matting pipelines (``model`` on the wire) and the registry that resolves ``auto``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+from schemas.prompts import Prompt
+from service.errors import BadInput, UnsupportedPrompt
+from service.pipelines.base import FeatureCache, Pipeline, RoundInput, RoundOutput, Timer
+from service.pipelines.routing import FALLBACK_ORDER, situation
+
+__all__ = ["FeatureCache", "Pipeline", "PipelineRegistry", "RoundInput", "RoundOutput", "Timer"]
+
+
+class PipelineRegistry:
+    """The pipelines this process serves, and the ``auto`` routing table."""
+
+    def __init__(
+        self,
+        pipelines: Sequence[Pipeline],
+        routes: dict[str, str],
+        backend_checks: Callable[[], Awaitable[dict[str, str]]] | None = None,
+    ) -> None:
+        self.pipelines = {p.name: p for p in pipelines}
+        self.routes = routes
+        self._backend_checks = backend_checks
+
+    async def backend_checks(self) -> dict[str, str]:
+        """Readiness of the inference backend (empty when only weight-free pipelines run)."""
+        return await self._backend_checks() if self._backend_checks else {}
+
+    def get(self, name: str) -> Pipeline:
+        try:
+            return self.pipelines[name]
+        except KeyError:
+            raise BadInput(f"Unknown model {name!r}.", code="unknown_model") from None
+
+    async def resolve(self, requested: str, prompts: Sequence[Prompt]) -> Pipeline:
+        """The pipeline to run for ``requested`` (a pipeline name or ``auto``) given every
+        prompt of the session so far. Raises ``UnsupportedPrompt`` when nothing can serve."""
+        if requested != "auto":
+            pipeline = self.get(requested)
+            pipeline.check_prompts(prompts)
+            return pipeline
+        kinds = {p.type for p in prompts}
+        preferred = self.routes.get(situation(kinds))
+        order = ([preferred] if preferred else []) + [n for n in FALLBACK_ORDER if n != preferred]
+        for name in order:
+            pipeline = self.pipelines.get(name)
+            if pipeline is None or not pipeline.trained or not kinds <= pipeline.prompt_kinds:
+                continue
+            if not kinds and not pipeline.automatic:
+                continue
+            if await pipeline.ready():
+                return pipeline
+        if not kinds:
+            raise UnsupportedPrompt(
+                "No trained model can matte without prompts here; give a box, clicks or scribbles.",
+                code="prompt_required",
+            )
+        raise UnsupportedPrompt(
+            f"No trained, ready model can use {', '.join(sorted(kinds))} prompts together; "
+            "drop the text prompt or choose a model explicitly."
+        )
+
+    async def auto_table(self) -> dict[str, str]:
+        """What ``auto`` currently resolves to for each single-kind situation (for /v1/models)."""
+        table: dict[str, str] = {}
+        for row, kinds in (
+            ("none", []),
+            ("click", ["click"]),
+            ("scribble", ["scribble"]),
+            ("box", ["box"]),
+            ("text", ["text"]),
+        ):
+            prompts = [_example(kind) for kind in kinds]
+            try:
+                table[row] = (await self.resolve("auto", prompts)).name
+            except UnsupportedPrompt:
+                continue
+        return table
+
+
+def _example(kind: str) -> Prompt:
+    from schemas.prompts import BoxPrompt, ClickPrompt, ScribblePrompt, TextPrompt
+
+    return {
+        "click": ClickPrompt(x=0, y=0),
+        "scribble": ScribblePrompt(points=[(0, 0)]),
+        "box": BoxPrompt(x0=0, y0=0, x1=1, y1=1),
+        "text": TextPrompt(text="x"),
+    }[kind]

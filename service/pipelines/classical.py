@@ -1,0 +1,52 @@
+"""The ``classical`` pipeline: the weight-free engine of ``service.engines.classical``."""
+
+from __future__ import annotations
+
+import anyio
+
+from schemas.system import ModelInfo
+from service.engines.classical import ClassicalParams, matte
+from service.pipelines.base import Pipeline, RoundInput, RoundOutput, Timer
+
+
+class ClassicalPipeline(Pipeline):
+    name = "classical"
+    description = (
+        "Weight-free baseline: GrabCut from boxes, clicks and scribbles (previous round as "
+        "initialisation), trimap band, closed-form matting (pymatting)."
+    )
+    prompt_kinds = frozenset({"click", "scribble", "box"})
+    automatic = False
+    multi_round = True
+
+    def __init__(self, params: ClassicalParams, limiter: anyio.CapacityLimiter) -> None:
+        self.params = params
+        self.limiter = limiter
+
+    async def run_round(self, request: RoundInput) -> RoundOutput:
+        timer = Timer()
+        with timer.stage("matting"):
+            alpha = await anyio.to_thread.run_sync(
+                lambda: matte(
+                    request.image,
+                    request.prompts,
+                    new_prompts=request.new_prompts,
+                    previous_alpha=request.previous_alpha,
+                    params=self.params,
+                ),
+                limiter=self.limiter,
+            )
+        return RoundOutput(alpha=alpha, score=None, state=None, timings_ms=timer.ms)
+
+    async def info(self) -> ModelInfo:
+        return ModelInfo(
+            name="classical",
+            description=self.description,
+            backend="none",
+            ready=True,
+            trained=True,
+            prompt_kinds=sorted(self.prompt_kinds),
+            automatic=self.automatic,
+            multi_round=self.multi_round,
+            networks=[],
+        )

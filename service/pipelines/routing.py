@@ -1,0 +1,63 @@
+"""Which pipeline ``model=auto`` runs for a given set of prompt kinds.
+
+The table maps a prompt situation to a pipeline: ``none`` (no prompt: automatic matting),
+one prompt kind (``click``, ``scribble``, ``box``, ``text``), or ``mix`` (several kinds
+across the session's rounds). It is configuration, decided by the evaluation figures: the
+evaluation harness writes it next to the shipped weights (``triton_repo/auto_routes.json``)
+and ``MATTESERVE_AUTO_ROUTES`` may override it (a path to such a JSON file, or inline
+``kind=pipeline,...`` pairs). A pipeline that is untrained, not ready or cannot use all the
+prompt kinds present is never chosen; then the first usable pipeline of ``FALLBACK_ORDER`` is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from schemas.prompts import PromptKind
+
+SITUATIONS = ("none", "click", "scribble", "box", "text", "mix")
+DEFAULT_ROUTES: dict[str, str] = {
+    "none": "smat",
+    "click": "classical",
+    "scribble": "classical",
+    "box": "classical",
+    "text": "dfimat",
+    "mix": "classical",
+}
+FALLBACK_ORDER = ("dfimat", "smat", "semat", "classical")
+
+
+def situation(kinds: Iterable[PromptKind]) -> str:
+    """The routing-table row for a set of prompt kinds."""
+    present = set(kinds)
+    if not present:
+        return "none"
+    if len(present) == 1:
+        return next(iter(present))
+    return "mix"
+
+
+def load_routes(spec: str | None, default_file: Path | None) -> dict[str, str]:
+    """Build the routing table: defaults, then ``default_file`` if it exists, then ``spec``."""
+    routes = dict(DEFAULT_ROUTES)
+    if default_file is not None and default_file.is_file():
+        routes.update(_from_file(default_file))
+    if spec:
+        path = Path(spec)
+        if path.suffix == ".json" or path.is_file():
+            routes.update(_from_file(path))
+        else:
+            for pair in spec.split(","):
+                kind, sep, name = pair.strip().partition("=")
+                if not sep or kind not in SITUATIONS:
+                    raise ValueError(f"MATTESERVE_AUTO_ROUTES: bad entry {pair!r}; use kind=pipeline")
+                routes[kind] = name
+    return routes
+
+
+def _from_file(path: Path) -> dict[str, str]:
+    data = json.loads(path.read_text())
+    table = data.get("routes", data)
+    return {kind: str(name) for kind, name in table.items() if kind in SITUATIONS}

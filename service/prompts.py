@@ -1,0 +1,91 @@
+"""Checking prompts against the image, and drawing them as seed masks.
+
+Structural checks (types, required fields) are the schema's; here live the checks that
+need the image size, each answering 400 with the index of the offending prompt.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from schemas.prompts import BoxPrompt, ClickPrompt, Prompt, PromptKind, ScribblePrompt, TextPrompt
+from service.errors import InvalidPrompt
+
+MAX_SCRIBBLE_RADIUS = 256.0
+
+
+def validate_prompts(prompts: Sequence[Prompt], width: int, height: int, *, max_prompts: int) -> None:
+    """Raise ``InvalidPrompt`` naming ``prompts[i]`` for the first prompt that cannot apply to a
+    ``width`` x ``height`` image: non-finite or out-of-range coordinates, inverted or empty boxes,
+    empty scribbles, blank text, or more than ``max_prompts`` prompts."""
+    if len(prompts) > max_prompts:
+        raise InvalidPrompt(
+            f"A round may carry at most {max_prompts} prompts; this one has {len(prompts)}.",
+            code="too_many_prompts",
+        )
+    for index, prompt in enumerate(prompts):
+        where = f"prompts[{index}] ({prompt.type})"
+        if isinstance(prompt, ClickPrompt):
+            _check_point(where, prompt.x, prompt.y, width, height)
+        elif isinstance(prompt, ScribblePrompt):
+            if not prompt.points:
+                raise InvalidPrompt(f"{where}: a scribble needs at least one point.")
+            for k, (x, y) in enumerate(prompt.points):
+                _check_point(f"{where} point {k}", x, y, width, height)
+            if not math.isfinite(prompt.radius) or not 0 < prompt.radius <= MAX_SCRIBBLE_RADIUS:
+                raise InvalidPrompt(f"{where}: radius must be in (0, {MAX_SCRIBBLE_RADIUS:g}].")
+        elif isinstance(prompt, BoxPrompt):
+            _check_point(f"{where} corner (x0, y0)", prompt.x0, prompt.y0, width, height)
+            _check_point(f"{where} corner (x1, y1)", prompt.x1, prompt.y1, width, height)
+            if prompt.x1 <= prompt.x0 or prompt.y1 <= prompt.y0:
+                raise InvalidPrompt(
+                    f"{where}: the box is inverted or empty; need x0 < x1 and y0 < y1 "
+                    f"(got x0={prompt.x0:g}, x1={prompt.x1:g}, y0={prompt.y0:g}, y1={prompt.y1:g})."
+                )
+        elif isinstance(prompt, TextPrompt) and not prompt.text.strip():
+            raise InvalidPrompt(f"{where}: the text is empty.")
+
+
+def _check_point(where: str, x: float, y: float, width: int, height: int) -> None:
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise InvalidPrompt(f"{where}: coordinates must be finite numbers.")
+    if not (0 <= x <= width and 0 <= y <= height):
+        raise InvalidPrompt(
+            f"{where}: ({x:g}, {y:g}) lies outside the {width}x{height} image.",
+            code="prompt_out_of_range",
+        )
+
+
+def prompt_kinds(prompts: Iterable[Prompt]) -> set[PromptKind]:
+    """The set of prompt types present."""
+    return {prompt.type for prompt in prompts}
+
+
+def boxes(prompts: Iterable[Prompt]) -> list[BoxPrompt]:
+    return [p for p in prompts if isinstance(p, BoxPrompt)]
+
+
+def draw_marks(
+    prompts: Iterable[Prompt], height: int, width: int, *, scale: float, click_radius: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw clicks and scribbles as foreground/background seed masks at ``scale`` times the
+    original resolution, in prompt order (a later mark overrides an earlier one where they
+    overlap). Returns two uint8 masks of shape (height, width) with values 0/1."""
+    label_map = np.zeros((height, width), np.uint8)  # 0 none, 1 fg, 2 bg
+    for prompt in prompts:
+        value = 1 if getattr(prompt, "label", "fg") == "fg" else 2
+        if isinstance(prompt, ClickPrompt):
+            centre = (round(prompt.x * scale), round(prompt.y * scale))
+            cv2.circle(label_map, centre, click_radius, value, thickness=-1)
+        elif isinstance(prompt, ScribblePrompt):
+            radius = max(1, round(prompt.radius * scale))
+            points = np.round(np.asarray(prompt.points, np.float64) * scale).astype(np.int32)
+            if len(points) == 1:
+                cv2.circle(label_map, tuple(int(v) for v in points[0]), radius, value, thickness=-1)
+            else:
+                cv2.polylines(label_map, [points.reshape(-1, 1, 2)], False, value, thickness=2 * radius + 1)
+    return (label_map == 1).astype(np.uint8), (label_map == 2).astype(np.uint8)

@@ -1,0 +1,379 @@
+"""Serving logic: sessions, rounds, mattes and cut-outs, independent of HTTP or WebSocket.
+
+Routes (``service.api``) parse requests and call ``MattingService``; it validates input
+against the session, serialises rounds through the store's lock, runs the chosen pipeline
+and commits the result. Data flows one way: routes -> this module -> pipelines -> backends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import anyio
+import numpy as np
+from pydantic import TypeAdapter
+
+from schemas.prompts import Prompt
+from schemas.sessions import RoundInfo, RoundRequest, RoundResult, SessionCreated, SessionInfo, UndoResult
+from schemas.system import ModelsResponse
+from service.config import Settings
+from service.cutout import cutout_rgba
+from service.errors import Conflict, NotFound, TooLarge
+from service.imaging import alpha_to_u8, decode_alpha_png, decode_image, encode_png
+from service.metrics import Metrics
+from service.pipelines import FeatureCache, PipelineRegistry, RoundInput, Timer
+from service.prompts import validate_prompts
+from service.store import RoundRecord, SessionMeta, SessionStore
+
+_PROMPTS = TypeAdapter(list[Prompt])
+COMMIT_ATTEMPTS = 3
+
+
+class ImageCache:
+    """Decoded session images kept in process memory, least recently used first out.
+
+    Redis holds the uploaded bytes (the source of truth); this saves re-decoding a large
+    JPEG on every round when rounds land on the same replica."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: str) -> np.ndarray | None:
+        item = self._items.get(key)
+        if item is not None:
+            self._items.move_to_end(key)
+        return item
+
+    def put(self, key: str, value: np.ndarray) -> None:
+        if key in self._items or value.nbytes > self.max_bytes:
+            return
+        self._items[key] = value
+        self._bytes += value.nbytes
+        while self._bytes > self.max_bytes:
+            _, dropped = self._items.popitem(last=False)
+            self._bytes -= dropped.nbytes
+
+    def drop(self, key: str) -> None:
+        item = self._items.pop(key, None)
+        if item is not None:
+            self._bytes -= item.nbytes
+
+
+def _ms_since(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000.0, 2)
+
+
+class MattingService:
+    """The operations of the v1 API, for one authenticated user at a time."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: SessionStore,
+        registry: PipelineRegistry,
+        metrics: Metrics,
+        limiter: anyio.CapacityLimiter,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.metrics = metrics
+        self.limiter = limiter
+        self.images = ImageCache(max_bytes=768 * 1024 * 1024)
+
+    # ----------------------------------------------------------------- helpers
+    async def _decode(self, data: bytes) -> np.ndarray:
+        if len(data) > self.settings.max_upload_bytes:
+            raise TooLarge(
+                f"The image is {len(data)} bytes; the limit is {self.settings.max_upload_bytes}.",
+                code="upload_too_large",
+            )
+        return await anyio.to_thread.run_sync(
+            lambda: decode_image(data, max_pixels=self.settings.max_pixels), limiter=self.limiter
+        )
+
+    async def _image(self, sid: str) -> np.ndarray:
+        image = self.images.get(sid)
+        if image is None:
+            image = await self._decode(await self.store.image(sid))
+            self.images.put(sid, image)
+        return image
+
+    def _features(self, sid: str) -> FeatureCache:
+        return FeatureCache(
+            load=lambda name: self.store.features(sid, name),
+            save=lambda name, data: self.store.put_features(sid, name, data),
+        )
+
+    @staticmethod
+    def _urls(sid: str, n: int) -> tuple[str, str]:
+        base = f"/v1/sessions/{sid}/rounds/{n}"
+        return f"{base}/alpha.png", f"{base}/cutout.png"
+
+    def _result(self, meta: SessionMeta, record: RoundRecord) -> RoundResult:
+        alpha_url, cutout_url = self._urls(meta.session_id, record.round)
+        return RoundResult(
+            session_id=meta.session_id,
+            round=record.round,
+            model=record.model,
+            score=record.score,
+            timings_ms=record.timings_ms,
+            alpha_url=alpha_url,
+            cutout_url=cutout_url,
+            width=meta.width,
+            height=meta.height,
+        )
+
+    # ---------------------------------------------------------------- sessions
+    async def create_session(self, user: str, data: bytes, model: str) -> SessionCreated:
+        """Decode and check the upload, store it, and compute the chosen pipeline's features."""
+        timer = Timer()
+        with timer.stage("decode"):
+            image = await self._decode(data)
+        height, width = image.shape[:2]
+        with timer.stage("store"):
+            meta = await self.store.create(user=user, image=data, width=width, height=height, model=model)
+        self.images.put(meta.session_id, image)
+        prepare_for = model if model != "auto" else self.registry.routes.get("click", "classical")
+        pipeline = self.registry.pipelines.get(prepare_for)
+        if pipeline is not None and (model != "auto" or pipeline.trained):
+            with timer.stage("features"):
+                timer.ms.update(await pipeline.prepare(image, self._features(meta.session_id)))
+        return SessionCreated(
+            session_id=meta.session_id,
+            width=width,
+            height=height,
+            model=model,
+            expires_at=meta.expires_at,
+            timings_ms={k: round(v, 2) for k, v in timer.ms.items()},
+        )
+
+    async def session_info(self, user: str, sid: str) -> SessionInfo:
+        meta = await self.store.get(sid, user)
+        rounds = []
+        for record in await self.store.rounds(sid):
+            alpha_url, cutout_url = self._urls(sid, record.round)
+            rounds.append(
+                RoundInfo(
+                    round=record.round,
+                    model=record.model,
+                    prompts=_PROMPTS.validate_python(record.prompts),
+                    score=record.score,
+                    timings_ms=record.timings_ms,
+                    created_at=datetime.fromisoformat(record.created_at),
+                    request_id=record.request_id,
+                    alpha_url=alpha_url,
+                    cutout_url=cutout_url,
+                )
+            )
+        return SessionInfo(
+            session_id=sid,
+            width=meta.width,
+            height=meta.height,
+            model=meta.model,
+            created_at=meta.created_at,
+            expires_at=meta.expires_at,
+            rounds=rounds,
+        )
+
+    async def delete_session(self, user: str, sid: str) -> None:
+        await self.store.get(sid, user)
+        await self.store.delete(sid)
+        self.images.drop(sid)
+
+    # ------------------------------------------------------------------ rounds
+    async def run_round(self, user: str, sid: str, request: RoundRequest) -> RoundResult:
+        """Apply one round: serialised per session, applied exactly once, retried on a lost
+        fencing check. A repeated ``request_id`` returns the round it already produced."""
+        start = time.perf_counter()
+        meta = await self.store.get(sid, user)
+        validate_prompts(
+            request.prompts, meta.width, meta.height, max_prompts=self.settings.max_prompts_per_round
+        )
+        if request.request_id:
+            done = await self._replay(meta, request.request_id)
+            if done is not None:
+                return done
+        wait = time.perf_counter()
+        async with self.store.lock(sid, wait_s=self.settings.round_wait_timeout_s):
+            waited_ms = _ms_since(wait)
+            if request.request_id:
+                done = await self._replay(meta, request.request_id)
+                if done is not None:
+                    return done
+            for attempt in range(COMMIT_ATTEMPTS):
+                try:
+                    result = await self._compute_and_commit(meta, request)
+                except Conflict as exc:
+                    if exc.code != "round_conflict" or attempt == COMMIT_ATTEMPTS - 1:
+                        raise
+                    continue
+                result.timings_ms["lock_wait"] = waited_ms
+                result.timings_ms["total"] = _ms_since(start)
+                self.metrics.observe_round(result.model, result.timings_ms)
+                return result
+        raise AssertionError("unreachable")
+
+    async def _replay(self, meta: SessionMeta, request_id: str) -> RoundResult | None:
+        n = await self.store.round_for_request(meta.session_id, request_id)
+        if n is None:
+            return None
+        record = await self.store.round(meta.session_id, n)
+        return self._result(meta, record) if record is not None else None
+
+    async def _compute_and_commit(self, meta: SessionMeta, request: RoundRequest) -> RoundResult:
+        sid = meta.session_id
+        timer = Timer()
+        with timer.stage("load"):
+            n = await self.store.round_count(sid)
+            if n >= self.settings.max_rounds_per_session:
+                raise Conflict(
+                    f"A session holds at most {self.settings.max_rounds_per_session} rounds; undo or "
+                    "start a new session.",
+                    code="too_many_rounds",
+                )
+            history = await self.store.rounds(sid)
+            earlier: list[Prompt] = [
+                p for record in history for p in _PROMPTS.validate_python(record.prompts)
+            ]
+            prompts = earlier + list(request.prompts)
+            pipeline = await self.registry.resolve(request.model or meta.model, prompts)
+            image = await self._image(sid)
+            previous_png = await self.store.alpha(sid, n)
+            previous_alpha = decode_alpha_png(previous_png) if previous_png else None
+            previous_state = await self.store.state(sid, n)
+        output = await pipeline.run_round(
+            RoundInput(
+                image=image,
+                prompts=prompts,
+                new_prompts=list(request.prompts),
+                previous_alpha=previous_alpha,
+                previous_state=previous_state,
+                features=self._features(sid),
+                round_index=n + 1,
+            )
+        )
+        timer.ms.update(output.timings_ms)
+        with timer.stage("encode"):
+            alpha_png = await anyio.to_thread.run_sync(lambda: encode_png(alpha_to_u8(output.alpha)))
+        record = RoundRecord(
+            round=n + 1,
+            model=pipeline.name,
+            prompts=[p.model_dump(mode="json") for p in request.prompts],
+            score=None if output.score is None else round(float(output.score), 4),
+            timings_ms={},
+            created_at=datetime.now(UTC).isoformat(),
+            request_id=request.request_id,
+        )
+        with timer.stage("store"):
+            record.timings_ms = {k: round(v, 2) for k, v in timer.ms.items()}
+            committed = await self.store.commit_round(
+                sid, expected_rounds=n, record=record, alpha_png=alpha_png, state=output.state
+            )
+        record.round = committed
+        result = self._result(meta, record)
+        result.timings_ms = {k: round(v, 2) for k, v in timer.ms.items()}
+        return result
+
+    async def undo(self, user: str, sid: str) -> UndoResult:
+        await self.store.get(sid, user)
+        async with self.store.lock(sid, wait_s=self.settings.round_wait_timeout_s):
+            left = await self.store.undo(sid)
+        return UndoResult(session_id=sid, round=left, dropped=left + 1)
+
+    # ------------------------------------------------------------------ status
+    async def readiness(self) -> dict[str, str]:
+        """Named checks for /readyz: ``ok`` or a reason."""
+        checks: dict[str, str] = {}
+        try:
+            await self.store.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"unavailable: {exc}"
+        checks.update(await self.registry.backend_checks())
+        return checks
+
+    async def models(self) -> ModelsResponse:
+        infos = [await pipeline.info() for pipeline in self.registry.pipelines.values()]
+        return ModelsResponse(models=infos, auto=await self.registry.auto_table())
+
+    # ------------------------------------------------------------------ images
+    async def alpha_png(self, user: str, sid: str, n: int) -> bytes:
+        await self.store.get(sid, user)
+        data = await self.store.alpha(sid, n)
+        if data is None:
+            raise NotFound(f"Session {sid!r} has no round {n}.", code="round_not_found")
+        return data
+
+    async def cutout_png(self, user: str, sid: str, n: int) -> bytes:
+        """The RGBA cut-out of round ``n``, computed on first request and cached with the session."""
+        alpha_data = await self.alpha_png(user, sid, n)
+        cached = await self.store.cutout(sid, n)
+        if cached is not None:
+            return cached
+        image = await self._image(sid)
+        data = await anyio.to_thread.run_sync(
+            lambda: encode_png(
+                cutout_rgba(image, decode_alpha_png(alpha_data), max_pixels=self.settings.cutout_max_pixels)
+            ),
+            limiter=self.limiter,
+        )
+        await self.store.put_cutout(sid, n, data)
+        return data
+
+    async def matte_once(
+        self, data: bytes, prompts: Sequence[Prompt], model: str, output: str
+    ) -> tuple[bytes, dict[str, float], str]:
+        """One-shot matting without a session. Returns (PNG bytes, timings, pipeline name)."""
+        timer = Timer()
+        with timer.stage("decode"):
+            image = await self._decode(data)
+        height, width = image.shape[:2]
+        validate_prompts(prompts, width, height, max_prompts=self.settings.max_prompts_per_round)
+        alpha, name, timings = await matte_image(self.registry, image, prompts, model)
+        timer.ms.update(timings)
+        with timer.stage("encode"):
+            if output == "alpha":
+                png = await anyio.to_thread.run_sync(lambda: encode_png(alpha_to_u8(alpha)))
+            else:
+                png = await anyio.to_thread.run_sync(
+                    lambda: encode_png(cutout_rgba(image, alpha, max_pixels=self.settings.cutout_max_pixels)),
+                    limiter=self.limiter,
+                )
+        self.metrics.observe_round(name, timer.ms)
+        return png, timer.ms, name
+
+
+async def matte_image(
+    registry: PipelineRegistry, image: np.ndarray, prompts: Sequence[Prompt], model: str
+) -> tuple[np.ndarray, str, dict[str, float]]:
+    """Run one round on ``image`` (H, W, 3 uint8) without a session (features kept in memory).
+
+    Returns (alpha (H, W) float32, pipeline name, stage timings in ms). Used by ``/v1/matte``
+    and by ``matteserve cutout``."""
+    pipeline = await registry.resolve(model, list(prompts))
+    scratch: dict[str, bytes] = {}
+
+    async def load(name: str) -> bytes | None:
+        return scratch.get(name)
+
+    async def save(name: str, value: bytes) -> None:
+        scratch[name] = value
+
+    result = await pipeline.run_round(
+        RoundInput(
+            image=image,
+            prompts=list(prompts),
+            new_prompts=list(prompts),
+            previous_alpha=None,
+            previous_state=None,
+            features=FeatureCache(load=load, save=save),
+            round_index=1,
+        )
+    )
+    return result.alpha, pipeline.name, result.timings_ms

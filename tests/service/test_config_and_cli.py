@@ -1,0 +1,107 @@
+"""Settings rules, the Redis fallback of ``serve``, and the CLI's in-process cut-out."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import httpx
+import numpy as np
+import pytest
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from service.cli import app, parse_cli_prompts
+from service.config import Settings
+from service.redis_runtime import answers, free_port, resolve_redis
+from tests.support.images import decode_png, encode, iou, two_objects
+from tests.support.servers import REPO
+from tests.support.waiting import wait_until
+
+
+def test_anonymous_access_follows_keys_and_listen_address() -> None:
+    assert Settings(host="127.0.0.1").anonymous_allowed
+    assert not Settings(host="0.0.0.0").anonymous_allowed
+    assert not Settings(host="127.0.0.1", api_keys="k:alice").anonymous_allowed
+    assert Settings(host="0.0.0.0", allow_anonymous=True).anonymous_allowed
+    assert not Settings(host="localhost", allow_anonymous=False).anonymous_allowed
+    assert Settings(api_keys="k1:alice, k2:bob").key_to_user == {"k1": "alice", "k2": "bob"}
+    with pytest.raises(ValidationError):
+        Settings(api_keys="no-user-here")
+
+
+def test_settings_read_the_documented_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MATTESERVE_BACKEND", "triton")
+    monkeypatch.setenv("MATTESERVE_TRITON_URL", "triton:8001")
+    monkeypatch.setenv("MATTESERVE_SESSION_TTL_S", "60")
+    monkeypatch.setenv("MATTESERVE_MAX_PIXELS", "1000000")
+    settings = Settings()
+    assert (settings.backend, settings.triton_url, settings.session_ttl_s, settings.max_pixels) == (
+        "triton",
+        "triton:8001",
+        60,
+        1_000_000,
+    )
+
+
+def test_serve_starts_its_own_redis_when_none_answers() -> None:
+    nothing_here = f"redis://127.0.0.1:{free_port()}/0"
+    url, process = resolve_redis(None, local_url=nothing_here)
+    try:
+        assert process is not None and url != nothing_here and answers(url)
+    finally:
+        process.stop()
+    assert not answers(url)
+    assert resolve_redis("redis://example:6379/0") == ("redis://example:6379/0", None)
+
+
+def test_serve_command_runs_the_api() -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MATTESERVE_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service", "serve", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            pytest.fail(process.stdout.read().decode())
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        assert wait_until(ready, 120)
+        models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10)
+        assert models.status_code == 200, "anonymous access on loopback with no keys"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_cli_prompt_parsing() -> None:
+    prompts = parse_cli_prompts(["1,2,30,40"], ["5,6", "7,8,bg"], ["1,1;4,4;bg"], ["the cat"], 3.0)
+    assert [p.type for p in prompts] == ["box", "click", "click", "scribble", "text"]
+    assert prompts[2].label == "bg" and prompts[3].label == "bg" and prompts[3].points == [(1, 1), (4, 4)]
+
+
+def test_cutout_command_in_process(tmp_path) -> None:
+    image, target, _ = two_objects()
+    source = tmp_path / "photo.png"
+    source.write_bytes(encode(image))
+    out = tmp_path / "cut.png"
+    result = CliRunner().invoke(
+        app, ["cutout", str(source), "--box", "60,70,400,290", "--click", "340,185,bg", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    rgba = decode_png(out.read_bytes())
+    assert rgba.shape == (360, 480, 4) and iou(rgba[..., 3] / 255.0, target) > 0.9
+    bad = CliRunner().invoke(app, ["cutout", str(source), "--click", "9999,1", "-o", str(out)])
+    assert bad.exit_code == 2 and "prompt_out_of_range" in bad.output
+    assert np.asarray(rgba).dtype == np.uint8

@@ -1,0 +1,114 @@
+"""Idle expiry, rate limiting, and a Redis outage, each against real processes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import redis
+
+from service.redis_runtime import RedisProcess, start_redis
+from service.store import keys
+from tests.conftest import ALICE, server_env
+from tests.service.test_sessions_http import BOX, create_session, run_round
+from tests.support.images import encode, two_objects
+from tests.support.servers import ServerProcess, start_server
+from tests.support.waiting import wait_until
+
+TTL_S = 2
+# Rate-limit counters live in the shared Redis, so this server gets users of its own.
+RUN = uuid.uuid4().hex[:8]
+DAVE = {"Authorization": "Bearer dave-key"}
+ERIN = {"Authorization": "Bearer erin-key"}
+FRANK = {"Authorization": "Bearer frank-key"}
+
+
+@pytest.fixture(scope="module")
+def short_lived_server(redis_url: str) -> Iterator[ServerProcess]:
+    """Sessions idle out after 2 s; each user may make 6 requests a minute."""
+    users = f"dave-key:dave-{RUN},erin-key:erin-{RUN},frank-key:frank-{RUN}"
+    server = start_server(
+        server_env(
+            redis_url,
+            MATTESERVE_SESSION_TTL_S=str(TTL_S),
+            MATTESERVE_RATE_LIMIT_PER_MINUTE="6",
+            MATTESERVE_API_KEYS=users,
+        )
+    )
+    yield server
+    server.stop()
+
+
+def test_idle_sessions_expire_and_use_refreshes_the_ttl(
+    short_lived_server: ServerProcess, redis_client: redis.Redis
+) -> None:
+    image, _, _ = two_objects(120, 160)
+    sid = create_session(short_lived_server, image, DAVE)["session_id"]
+    url = f"{short_lived_server.url}/v1/sessions/{sid}"
+    # Touch the session past its original TTL: each access pushes the expiry back.
+    created = time.monotonic()
+    while time.monotonic() - created < TTL_S + 0.5:
+        assert httpx.get(url, headers=DAVE).status_code == 200
+        time.sleep(TTL_S / 3)
+    # Left alone, every key of it disappears and the API says 404.
+    assert wait_until(lambda: not list(redis_client.scan_iter(match=keys.session_pattern(sid))), TTL_S + 3)
+    response = httpx.get(url, headers=DAVE)
+    assert response.status_code == 404 and response.json()["error"]["code"] == "session_not_found"
+
+
+def test_rate_limit_answers_429_per_user(short_lived_server: ServerProcess) -> None:
+    statuses = [httpx.get(f"{short_lived_server.url}/v1/models", headers=ERIN).status_code for _ in range(8)]
+    if 429 not in statuses:  # the minute window rolled over mid-test; one more burst decides
+        statuses = [
+            httpx.get(f"{short_lived_server.url}/v1/models", headers=ERIN).status_code for _ in range(8)
+        ]
+    assert statuses.count(200) <= 6 and 429 in statuses
+    limited = httpx.get(f"{short_lived_server.url}/v1/models", headers=ERIN)
+    assert limited.status_code == 429 and limited.json()["error"]["code"] == "rate_limited"
+    # Another user is not affected.
+    assert httpx.get(f"{short_lived_server.url}/v1/models", headers=FRANK).status_code == 200
+
+
+@pytest.fixture()
+def private_redis() -> Iterator[RedisProcess]:
+    process = start_redis()
+    yield process
+    process.stop()
+
+
+def test_redis_outage_gives_503_and_the_session_survives_a_restart(private_redis: RedisProcess) -> None:
+    server = start_server(server_env(private_redis.url))
+    try:
+        image, _, _ = two_objects()
+        sid = create_session(server, image, ALICE)["session_id"]
+        assert run_round(server, sid, [BOX], ALICE).status_code == 200
+        client = redis.Redis.from_url(private_redis.url)
+        client.save()  # snapshot, so the restarted server has the session
+        client.close()
+        port = private_redis.port
+        private_redis.process.terminate()
+        private_redis.process.wait(timeout=10)
+
+        response = run_round(server, sid, [{"type": "click", "x": 340, "y": 185, "label": "bg"}], ALICE)
+        assert response.status_code == 503 and response.json()["error"]["code"] == "store_unavailable"
+        created = httpx.post(
+            f"{server.url}/v1/sessions", files={"image": ("a.png", encode(image), "image/png")}, headers=ALICE
+        )
+        assert created.status_code == 503 and created.json()["error"]["code"] == "store_unavailable"
+        ready = httpx.get(f"{server.url}/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["redis"] != "ok"
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+        restarted = start_redis(port=port, data_dir=private_redis.workdir)
+        try:
+            assert wait_until(lambda: httpx.get(f"{server.url}/readyz").status_code == 200, 20)
+            response = run_round(server, sid, [{"type": "click", "x": 340, "y": 185, "label": "bg"}], ALICE)
+            assert response.status_code == 200, response.text
+            assert response.json()["round"] == 2, "the failed round was not applied"
+        finally:
+            restarted.stop()
+    finally:
+        server.stop()
