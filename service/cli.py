@@ -148,6 +148,86 @@ async def _cutout_in_process(data: bytes, prompts: list[Prompt], model: str, kin
     return encode_png(cutout_rgba(image, matte, max_pixels=settings.cutout_max_pixels))
 
 
+@app.command("eval")
+def evaluate(
+    data: Annotated[str, typer.Option(help="A HIM2K-layout or image/alpha folder, or synthetic:N[@SIZE].")],
+    model: Annotated[
+        str, typer.Option(help="Comma-separated models to compare in the same run.")
+    ] = "classical",
+    protocol: Annotated[
+        str, typer.Option(help="box, click, scribble, text, mix or auto (no prompt).")
+    ] = "box",
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds per simulated user.")] = 5,
+    limit: Annotated[int | None, typer.Option(help="At most this many targets.")] = None,
+    max_instances: Annotated[int, typer.Option(help="Targets per photo (largest first).")] = 3,
+    seed: Annotated[int, typer.Option(help="Simulator seed.")] = 0,
+    out: Annotated[Path, typer.Option(help="Folder for eval.json and the plot.")] = Path("out/eval"),
+) -> None:
+    """Evaluate pipelines through the service's own code under the DFIMat user simulator:
+    SAD, MSE, MAD, Grad, Conn, IoU per round, NoC@85/90; a table, JSON and a plot."""
+    asyncio.run(_evaluate(data, model.split(","), protocol, rounds, limit, max_instances, seed, out))
+
+
+async def _evaluate(
+    data: str,
+    models: list[str],
+    protocol: str,
+    rounds: int,
+    limit: int | None,
+    max_instances: int,
+    seed: int,
+    out: Path,
+) -> None:
+    import anyio
+    from rich.progress import Progress
+
+    from service.config import Settings
+    from service.evaluation import report
+    from service.evaluation.runner import run_sample, summarise
+    from service.evaluation.samples import samples
+    from service.pipelines.factory import build_registry, close_registry
+
+    if protocol not in ("box", "click", "scribble", "text", "mix", "auto"):
+        raise typer.BadParameter(f"unknown protocol {protocol!r}")
+    if protocol == "auto":
+        rounds = 1
+    registry = await build_registry(Settings(), anyio.CapacityLimiter(os.cpu_count() or 1))
+    items = list(samples(data, max_instances=max_instances, limit=limit))
+    if not items:
+        raise typer.BadParameter(f"no samples in {data!r}")
+    results = {name: [] for name in models}
+    try:
+        with Progress(console=console) as progress:
+            task = progress.add_task("evaluating", total=len(items) * len(models))
+            for item in items:
+                for name in models:
+                    results[name].append(await run_sample(registry, name, item, protocol, rounds, seed))
+                    progress.advance(task)
+    finally:
+        await close_registry(registry)
+    summaries = [summarise(name, results[name]) for name in models]
+    title = f"{data} — protocol {protocol}, {rounds} round(s), {len(items)} targets"
+    out_console = Console(width=max(console.width, 150))
+    out_console.print(report.table(summaries, title))
+    for summary in summaries:
+        out_console.print(report.per_round_table(summary))
+        for example in summary.failure_examples:
+            out_console.print(f"[yellow]{summary.model} failed[/]: {example}")
+    config = {
+        "data": data,
+        "models": models,
+        "protocol": protocol,
+        "rounds": rounds,
+        "targets": len(items),
+        "seed": seed,
+        "max_instances": max_instances,
+    }
+    stem = f"{protocol}"
+    report.write_json(out / f"eval_{stem}.json", config, summaries)
+    report.plot(out / f"eval_{stem}.png", summaries, title)
+    console.print(f"wrote {out / f'eval_{stem}.json'} and {out / f'eval_{stem}.png'}")
+
+
 def main() -> None:  # pragma: no cover
     logging.basicConfig(level=logging.INFO)
     app()

@@ -1,0 +1,164 @@
+"""Running pipelines round by round against simulated users, as a session would.
+
+Each sample is a fresh in-memory session: the simulator adds a round's prompts, the pipeline
+runs with every prompt so far, the previous round's matte and state, and cached features —
+exactly what ``MattingService`` hands it, minus Redis. Pipelines that do not keep rounds
+(``multi_round = False``) get rounds 1..t aggregated and no previous matte. The protocol
+``auto`` is one round with no prompt, scored against the union of all instances.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.eval.metrics import conn, grad, iou, mad, mse, noc, sad
+from models.eval.simulator import UserSimulator
+from schemas.prompts import ClickPrompt, Prompt
+from service.errors import ApiError
+from service.evaluation.samples import Sample
+from service.pipelines import FeatureCache, PipelineRegistry, RoundInput
+
+METRICS = ("sad", "mse", "mad", "grad", "conn", "iou")
+
+
+@dataclass
+class RoundScore:
+    """Errors of one round's matte (SAD, Grad, Conn in thousands; MSE, MAD per pixel)."""
+
+    sad: float
+    mse: float
+    mad: float
+    grad: float
+    conn: float
+    iou: float
+    clicks: int
+    latency_ms: float
+
+    @classmethod
+    def of(cls, pred: np.ndarray, gt: np.ndarray, clicks: int, latency_ms: float) -> RoundScore:
+        return cls(
+            sad(pred, gt),
+            mse(pred, gt),
+            mad(pred, gt),
+            grad(pred, gt),
+            conn(pred, gt),
+            iou(pred, gt),
+            clicks,
+            latency_ms,
+        )
+
+
+@dataclass
+class SampleResult:
+    sample: str
+    model: str
+    rounds: list[RoundScore] = field(default_factory=list)
+    error: str | None = None
+
+
+class _MemoryFeatures:
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    async def load(self, name: str) -> bytes | None:
+        return self.data.get(name)
+
+    async def save(self, name: str, value: bytes) -> None:
+        self.data[name] = value
+
+
+async def run_sample(
+    registry: PipelineRegistry, model: str, sample: Sample, protocol: str, rounds: int, seed: int
+) -> SampleResult:
+    """Simulate one user on one sample with ``model`` (a pipeline name or ``auto``)."""
+    result = SampleResult(sample.name, model)
+    features = _MemoryFeatures()
+    cache = FeatureCache(load=features.load, save=features.save)
+    if protocol == "auto":
+        plan = [[]]
+        target = sample.everyone
+        simulator = None
+    else:
+        simulator = UserSimulator(protocol, seed=seed, rounds=rounds)
+        plan = None
+        target = sample.alpha
+    history: list[list[Prompt]] = []
+    previous: np.ndarray | None = None
+    state: bytes | None = None
+    clicks = 0
+    for r in range(rounds if plan is None else len(plan)):
+        new = (
+            plan[r] if plan is not None else simulator.round_prompts(r, target, previous, sample.text or None)
+        )
+        history.append(list(new))
+        everything = [p for prompts in history for p in prompts]
+        try:
+            pipeline = await registry.resolve(model, everything)
+        except ApiError as exc:
+            result.error = f"{exc.code}: {exc.message}"
+            break
+        start = time.perf_counter()
+        output = await pipeline.run_round(
+            RoundInput(
+                image=sample.image,
+                prompts=everything,
+                new_prompts=list(new) if pipeline.multi_round else everything,
+                previous_alpha=previous if pipeline.multi_round else None,
+                previous_state=state if pipeline.multi_round else None,
+                features=cache,
+                round_index=r + 1,
+            )
+        )
+        latency = (time.perf_counter() - start) * 1000.0
+        previous, state = output.alpha, output.state
+        clicks += sum(isinstance(p, ClickPrompt) for p in new)
+        result.rounds.append(RoundScore.of(previous, target, clicks, latency))
+    return result
+
+
+@dataclass
+class ModelSummary:
+    """Means over samples, per round (round r averages the samples that reached it)."""
+
+    model: str
+    samples: int
+    failures: int
+    per_round: list[dict[str, float]]
+    noc90: float | None
+    noc85: float | None
+    failure_examples: list[str] = field(default_factory=list)
+
+
+def summarise(model: str, results: Iterable[SampleResult]) -> ModelSummary:
+    results = list(results)
+    scored = [r for r in results if r.rounds]
+    depth = max((len(r.rounds) for r in scored), default=0)
+    per_round = []
+    for k in range(depth):
+        rows = [r.rounds[k] for r in scored if len(r.rounds) > k]
+        entry = {m: float(np.mean([getattr(row, m) for row in rows])) for m in METRICS}
+        entry["latency_ms"] = float(np.median([row.latency_ms for row in rows]))
+        entry["n"] = len(rows)
+        per_round.append(entry)
+    nocs = {}
+    for threshold in (0.85, 0.9):
+        values = [
+            noc([s.iou for s in r.rounds], threshold, clicks=[s.clicks for s in r.rounds])
+            for r in scored
+            if r.rounds[-1].clicks > 0
+        ]
+        nocs[threshold] = float(np.mean(values)) if values else None
+    failures = [r for r in results if r.error]
+    return ModelSummary(
+        model,
+        len(results),
+        len(failures),
+        per_round,
+        nocs[0.9],
+        nocs[0.85],
+        sorted({r.error for r in failures})[:3],
+    )
