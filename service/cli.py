@@ -148,6 +148,36 @@ async def _cutout_in_process(data: bytes, prompts: list[Prompt], model: str, kin
     return encode_png(cutout_rgba(image, matte, max_pixels=settings.cutout_max_pixels))
 
 
+@app.command("triton-local")
+def triton_local(
+    http_port: Annotated[int, typer.Option(help="HTTP port (0 = any free port).")] = 8000,
+    grpc_port: Annotated[int, typer.Option(help="gRPC port, what MATTESERVE_TRITON_URL points at.")] = 8001,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port.")] = 8002,
+    repository: Annotated[Path, typer.Option(help="The libtorch model repository to serve.")] = Path(
+        "triton_repo"
+    ),
+    host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
+    instance_count: Annotated[int | None, typer.Option(help="Override each model's instance count.")] = None,
+    torch_threads: Annotated[int | None, typer.Option(help="torch threads per model instance.")] = None,
+) -> None:
+    """Run a real Triton server on this machine (CPU) serving triton_repo/: the tritonserver bundled
+    with nvidia-pytriton, its Python backend running the same model.pt files with the repository's
+    own names, inputs, outputs and dynamic batching."""
+    from service.triton_local import main as serve_triton
+
+    raise typer.Exit(
+        serve_triton(
+            http_port,
+            grpc_port,
+            metrics_port,
+            repository,
+            host=host,
+            instance_count=instance_count,
+            torch_threads=torch_threads,
+        )
+    )
+
+
 @app.command("eval")
 def evaluate(
     data: Annotated[str, typer.Option(help="A HIM2K-layout or image/alpha folder, or synthetic:N[@SIZE].")],
