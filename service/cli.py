@@ -148,6 +148,35 @@ async def _cutout_in_process(data: bytes, prompts: list[Prompt], model: str, kin
     return encode_png(cutout_rgba(image, matte, max_pixels=settings.cutout_max_pixels))
 
 
+@app.command()
+def export(
+    repo: Annotated[Path, typer.Option(help="Triton model repository to write.")] = Path("triton_repo"),
+    size: Annotated[int, typer.Option(help="Fixed (letterboxed) input size, a multiple of 32.")] = 512,
+    preset: Annotated[str, typer.Option(help="Size preset: tiny (shipped) or paper.")] = "tiny",
+    instance_count: Annotated[int, typer.Option(help="instance_group count per model.")] = 1,
+    instance_kind: Annotated[str, typer.Option(help="KIND_GPU or KIND_CPU.")] = "KIND_GPU",
+    weights_dir: Annotated[Path | None, typer.Option(help="Trained <family>.pt state dicts to load.")] = None,
+    model: Annotated[list[str], typer.Option(help="Export only these models (repeatable).")] = [],  # noqa: B006
+) -> None:
+    """Export the networks to TorchScript and write model.pt + config.pbtxt per model into the repository."""
+    import torch
+
+    from models.export import export_all
+
+    torch.set_grad_enabled(False)
+    written = export_all(
+        repo,
+        size,
+        preset,
+        instance_count,
+        weights_dir,
+        instance_kind=instance_kind,
+        models=tuple(model) or None,
+    )
+    for name, path in written.items():
+        console.print(f"{name:14s} {path}  ({(path / '1' / 'model.pt').stat().st_size / 1e6:.1f} MB)")
+
+
 @app.command("triton-local")
 def triton_local(
     http_port: Annotated[int, typer.Option(help="HTTP port (0 = any free port).")] = 8000,

@@ -1,0 +1,278 @@
+"""The exported models' I/O: the single source of truth for names, dtypes and shapes.
+
+Both ``models/export.py`` (writing ``config.pbtxt`` and tracing) and the service's
+backends read this module. Conventions:
+
+* Names follow Triton's PyTorch-backend convention ``<name>__<index>``, the index being the
+  position in the TorchScript ``forward`` signature (inputs) or returned tuple (outputs).
+* Every tensor is batched: dims here are **per item**; the model sees ``[B, *dims]`` and
+  ``max_batch_size > 0``. Shapes are fixed for an export size ``S`` (a multiple of 32),
+  so Triton's dynamic batcher can batch requests from different users. Per-item scalars
+  are ``[1]``.
+* Images are float32 RGB in [0,1], ``[3,S,S]``, letterboxed: resized so the long side is S
+  and padded bottom/right with zeros. ImageNet normalisation happens inside the models;
+  the models need no validity mask for the padding (the service crops the outputs).
+
+Per model (``S`` = export size, ``s4 = S/4``, tiny-preset widths in brackets):
+
+``iscn_encoder``  image__0 [3,S,S] -> features__0 [dim,S/16,S/16] (dim=128),
+                  mask_features__1 [mask_dim,s4,s4] (mask_dim=32)
+``iscn_decoder``  features__0, mask_features__1 (from the encoder), prompt_maps__2 [Nv,s4,s4] (Nv=16),
+                  prompt_kinds__3 int64 [Nv], text_embedding__4 [384], has_text__5 [1],
+                  conflict_map__6 [1,s4,s4], prev_mask__7 [1,s4,s4], has_prev__8 [1]
+                  -> mask_logits__0 [1,s4,s4], class_score__1 [1], instance_logits__2 [Nq,s4,s4] (Nq=16),
+                  instance_scores__3 [Nq]
+``mrn``           image__0 [3,S,S], mask__1 [1,S,S] -> alpha__0 [1,S,S]  (PRM applied in the graph)
+``semat``         image__0 [3,S,S], box__1 [4] (xyxy, pixels of the S frame) -> alpha__0 [1,S,S],
+                  trimap_logits__1 [3,s4,s4] (bg, unknown, fg)
+``smat_encoder``  image__0 [3,S,S] -> patch_tokens__0 [D,g,g] (D=96, g=ceil(S/patch)), class_token__1 [D]
+``smat_decoder``  image__0, patch_tokens__1, class_token__2, prompt_mask__3 [1,S,S] (all zero = automatic)
+                  -> alpha__0 [1,S,S], similarity__1 [1,g,g]
+``instmatt``      image__0 [3,S,S], masks__1 [K,S,S] (K=8), valid__2 [K] -> alpha__0 [K,S,S]
+
+ISCN prompt encoding (rasterised at S/4 by the service):
+
+* ``prompt_maps`` slot i holds one mark: a click as a small filled disk, a scribble as its
+  thick stroke, a box as the filled rectangle; values in [0,1]. ``prompt_kinds`` gives its
+  kind: 0 padding (map ignored), 1 fg click, 2 bg click, 3 fg scribble, 4 bg scribble, 5 box.
+  At most Nv marks per round; a prompt-less call is all kinds 0 and ``has_text`` 0.
+* ``text_embedding``: the L2-normalised all-MiniLM-L6-v2 sentence embedding; ``has_text`` 1/0.
+* ``conflict_map``: float32 holding the integers 0 (none), 1 (new fg mark over previous bg),
+  2 (new bg mark over previous fg); :func:`models.iscn.compute_conflict_map` builds it.
+* ``prev_mask``: the previous round's mask probability (``sigmoid(mask_logits)``) at S/4;
+  zeros and ``has_prev`` 0 in round 1.
+* Outputs: ``mask_logits`` are the prompted target's logits at S/4 (the service upsamples and
+  MRN refines); ``class_score`` its "is human" probability; ``instance_logits``/``instance_scores``
+  are the object queries' masks and "is human" probabilities, independent of the prompts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from models.registry import EXPORTS, config_for, family_of
+
+EXPORTED_MODELS: tuple[str, ...] = tuple(EXPORTS)
+
+_DTYPES = {
+    "FP32": (torch.float32, np.float32),
+    "INT64": (torch.int64, np.int64),
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output: Triton name, dtype (``FP32``/``INT64``) and per-item dims (no batch)."""
+
+    name: str
+    dtype: str
+    dims: tuple[int, ...]
+    doc: str = ""
+
+    @property
+    def triton_dtype(self) -> str:
+        """The ``DataType`` enum name in ``config.pbtxt`` (``TYPE_FP32``...)."""
+        return f"TYPE_{self.dtype}"
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return _DTYPES[self.dtype][0]
+
+    @property
+    def numpy_dtype(self) -> type:
+        return _DTYPES[self.dtype][1]
+
+    @property
+    def base_name(self) -> str:
+        """The name without the ``__<index>`` suffix (``image__0`` -> ``image``)."""
+        return self.name.rsplit("__", 1)[0]
+
+
+@dataclass(frozen=True)
+class BatchingSpec:
+    """Serving policy written into ``config.pbtxt`` (and used by backends to chunk requests)."""
+
+    max_batch_size: int
+    preferred_batch_sizes: tuple[int, ...]
+    max_queue_delay_us: int
+    warmup: bool = True
+
+
+@dataclass(frozen=True)
+class ModelIO:
+    """The exported I/O of one model at one size and preset."""
+
+    name: str
+    family: str
+    size: int
+    preset: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    batching: BatchingSpec = field(default_factory=lambda: BatchingSpec(8, (4, 8), 2000))
+
+    def input(self, base_name: str) -> TensorSpec:
+        """The input whose name starts with ``base_name`` (``image`` -> ``image__0``)."""
+        return next(t for t in self.inputs if t.base_name == base_name)
+
+    def output(self, base_name: str) -> TensorSpec:
+        return next(t for t in self.outputs if t.base_name == base_name)
+
+
+BATCHING: dict[str, BatchingSpec] = {
+    "iscn_encoder": BatchingSpec(8, (4, 8), 2000),
+    "iscn_decoder": BatchingSpec(16, (8, 16), 1000),
+    "mrn": BatchingSpec(8, (4, 8), 2000),
+    "semat": BatchingSpec(8, (4, 8), 2000),
+    "smat_encoder": BatchingSpec(8, (4, 8), 2000),
+    "smat_decoder": BatchingSpec(16, (8, 16), 1000),
+    "instmatt": BatchingSpec(4, (2, 4), 2000),
+}
+
+
+def _t(name: str, index: int, dims: tuple[int, ...], doc: str, dtype: str = "FP32") -> TensorSpec:
+    return TensorSpec(f"{name}__{index}", dtype, tuple(int(d) for d in dims), doc)
+
+
+def _check_size(size: int) -> None:
+    if size <= 0 or size % 32:
+        raise ValueError(f"export size must be a positive multiple of 32, got {size}")
+
+
+def model_io(name: str, size: int = 512, preset: str = "tiny") -> ModelIO:
+    """The I/O of exported model ``name`` at export size ``size`` and ``preset``."""
+    _check_size(size)
+    family = family_of(name)
+    cfg = config_for(family, preset)
+    s, s4 = size, size // 4
+    image = _t("image", 0, (3, s, s), "RGB in [0,1], letterboxed with zero padding")
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    if name == "iscn_encoder":
+        inputs = (image,)
+        outputs = (
+            _t("features", 0, (cfg.dim, s // 16, s // 16), "S/16 semantic features"),
+            _t("mask_features", 1, (cfg.mask_dim, s4, s4), "S/4 per-pixel mask features"),
+        )
+    elif name == "iscn_decoder":
+        nv, nq = cfg.max_visual_prompts, cfg.num_queries
+        inputs = (
+            _t("features", 0, (cfg.dim, s // 16, s // 16), "from iscn_encoder"),
+            _t("mask_features", 1, (cfg.mask_dim, s4, s4), "from iscn_encoder"),
+            _t("prompt_maps", 2, (nv, s4, s4), "one rasterised mark per slot, [0,1]"),
+            _t(
+                "prompt_kinds",
+                3,
+                (nv,),
+                "0 pad, 1 fg click, 2 bg click, 3 fg scribble, 4 bg scribble, 5 box",
+                "INT64",
+            ),
+            _t("text_embedding", 4, (cfg.text_dim,), "MiniLM sentence embedding"),
+            _t("has_text", 5, (1,), "1 if text_embedding is set"),
+            _t("conflict_map", 6, (1, s4, s4), "0 none, 1 fg over previous bg, 2 bg over previous fg"),
+            _t("prev_mask", 7, (1, s4, s4), "previous round's mask probability"),
+            _t("has_prev", 8, (1,), "1 from round 2 on"),
+        )
+        outputs = (
+            _t("mask_logits", 0, (1, s4, s4), "prompted target mask logits"),
+            _t("class_score", 1, (1,), "P(target is human)"),
+            _t("instance_logits", 2, (nq, s4, s4), "object-query mask logits"),
+            _t("instance_scores", 3, (nq,), "P(object query is a human)"),
+        )
+    elif name == "mrn":
+        inputs = (image, _t("mask", 1, (1, s, s), "coarse mask / probability (binarised at 0.5)"))
+        outputs = (_t("alpha", 0, (1, s, s), "alpha after PRM"),)
+    elif name == "semat":
+        inputs = (image, _t("box", 1, (4,), "x0, y0, x1, y1 in pixels of the S frame"))
+        outputs = (
+            _t("alpha", 0, (1, s, s), "alpha"),
+            _t("trimap_logits", 1, (3, s4, s4), "matting-token logits: bg, unknown, fg"),
+        )
+    elif name in ("smat_encoder", "smat_decoder"):
+        g = math.ceil(s / cfg.patch_size)
+        tokens = (cfg.embed_dim, g, g)
+        if name == "smat_encoder":
+            inputs = (image,)
+            outputs = (
+                _t("patch_tokens", 0, tokens, "normalised ViT patch tokens"),
+                _t("class_token", 1, (cfg.embed_dim,), "normalised class token"),
+            )
+        else:
+            inputs = (
+                image,
+                _t("patch_tokens", 1, tokens, "from smat_encoder"),
+                _t("class_token", 2, (cfg.embed_dim,), "from smat_encoder"),
+                _t("prompt_mask", 3, (1, s, s), "rasterised prompt; all zero = automatic mode"),
+            )
+            outputs = (
+                _t("alpha", 0, (1, s, s), "alpha"),
+                _t("similarity", 1, (1, g, g), "min-max normalised cosine similarity map"),
+            )
+    elif name == "instmatt":
+        k = cfg.max_instances
+        inputs = (
+            image,
+            _t("masks", 1, (k, s, s), "instance masks, zero in unused slots"),
+            _t("valid", 2, (k,), "1 for used slots"),
+        )
+        outputs = (_t("alpha", 0, (k, s, s), "per-instance alpha, zero in unused slots"),)
+    else:  # pragma: no cover - EXPORTED_MODELS is closed
+        raise KeyError(name)
+    return ModelIO(name, family, size, preset, inputs, outputs, BATCHING[name])
+
+
+def all_model_io(size: int = 512, preset: str = "tiny") -> dict[str, ModelIO]:
+    """``model_io`` of every exported model."""
+    return {name: model_io(name, size, preset) for name in EXPORTED_MODELS}
+
+
+def example_inputs(
+    name: str, size: int = 512, batch: int = 1, preset: str = "tiny", seed: int = 0
+) -> tuple[torch.Tensor, ...]:
+    """Valid random inputs for ``name`` (for tracing, tests and benchmarks), in signature order.
+
+    Images are random, masks are random rectangles, prompts use a few slots of each kind,
+    boxes lie inside the frame, validity flags keep some slots padded.
+    """
+    io = model_io(name, size, preset)
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for spec in io.inputs:
+        shape = (batch, *spec.dims)
+        base = spec.base_name
+        if base == "prompt_kinds":
+            kinds = torch.randint(1, 6, shape, generator=g)
+            kinds[:, shape[1] // 2 :] = 0
+            out.append(kinds)
+        elif base in ("prompt_maps", "masks", "mask", "prompt_mask", "prev_mask"):
+            h, w = shape[-2], shape[-1]
+            t = torch.zeros(shape)
+            flat = t.reshape(-1, h, w)
+            for m in flat:
+                y0, x0 = (int(v) for v in torch.randint(0, h // 2, (2,), generator=g))
+                dy, dx = (int(v) for v in torch.randint(1, h // 2, (2,), generator=g))
+                m[y0 : y0 + dy, x0 : x0 + dx] = 1.0
+            out.append(t)
+        elif base == "conflict_map":
+            out.append(torch.randint(0, 3, shape, generator=g).float())
+        elif base in ("has_text", "has_prev"):
+            out.append(torch.randint(0, 2, shape, generator=g).float())
+        elif base == "valid":
+            v = torch.zeros(shape)
+            v[:, : max(1, shape[1] // 2)] = 1.0
+            out.append(v)
+        elif base == "box":
+            xy0 = torch.rand((batch, 2), generator=g) * size * 0.5
+            xy1 = xy0 + 8 + torch.rand((batch, 2), generator=g) * size * 0.45
+            out.append(torch.cat([xy0, xy1], dim=1))
+        elif base == "text_embedding":
+            t = torch.randn(shape, generator=g)
+            out.append(t / t.norm(dim=-1, keepdim=True))
+        elif base in ("features", "mask_features", "patch_tokens", "class_token"):
+            out.append(torch.randn(shape, generator=g))
+        else:
+            out.append(torch.rand(shape, generator=g))
+    return tuple(out)

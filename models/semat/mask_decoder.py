@@ -1,0 +1,174 @@
+"""SAM's mask decoder (two-way transformer) with SEMat's matting tokens and matting adapter.
+
+Token order: IoU token, 4 SAM mask tokens, 3 matting tokens, then the sparse prompt tokens
+(the 2 box corners). The matting adapter mirrors HQ-SAM's: matting features =
+``matting_embedding_encoder(image embedding) + matting_compress_vit_feat(first global ViT
+block)``, then ``matting_embedding_maskfeature(SAM upscaled embedding)`` is added; the three
+matting tokens go through one shared MLP (``matting_hf_mlp``) and are dotted with those
+features, giving 3 trimap-like logit maps at 4× the embedding resolution.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.common.attention import Attention
+from models.common.layers import MLP
+from models.common.norm import LayerNorm2d
+
+
+class TwoWayAttentionBlock(nn.Module):
+    """Token self-attention, token->image and image->token cross-attention (SAM)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_dim: int, skip_first_layer_pe: bool) -> None:
+        super().__init__()
+        self.self_attn = Attention(dim, num_heads)
+        self.norm1 = nn.LayerNorm(dim)
+        self.cross_attn_token_to_image = Attention(dim, num_heads, downsample_rate=2)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Module()
+        self.mlp.lin1 = nn.Linear(dim, mlp_dim)
+        self.mlp.lin2 = nn.Linear(mlp_dim, dim)
+        self.norm3 = nn.LayerNorm(dim)
+        self.norm4 = nn.LayerNorm(dim)
+        self.cross_attn_image_to_token = Attention(dim, num_heads, downsample_rate=2)
+        self.skip_first_layer_pe = skip_first_layer_pe
+
+    def forward(
+        self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor, key_pe: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.skip_first_layer_pe:
+            queries = self.self_attn(queries, queries, queries)
+        else:
+            q = queries + query_pe
+            queries = queries + self.self_attn(q, q, queries)
+        queries = self.norm1(queries)
+        q, k = queries + query_pe, keys + key_pe
+        queries = self.norm2(queries + self.cross_attn_token_to_image(q, k, keys))
+        queries = self.norm3(queries + self.mlp.lin2(torch.relu(self.mlp.lin1(queries))))
+        q, k = queries + query_pe, keys + key_pe
+        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
+        return queries, keys
+
+
+class TwoWayTransformer(nn.Module):
+    """``image [B,C,h,w]``, ``image_pe [1,C,h,w]``, ``tokens [B,T,C]`` -> ``(tokens [B,T,C], image
+    [B,hw,C])``.
+    """
+
+    def __init__(self, depth: int, dim: int, num_heads: int, mlp_dim: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            TwoWayAttentionBlock(dim, num_heads, mlp_dim, skip_first_layer_pe=(i == 0)) for i in range(depth)
+        )
+        self.final_attn_token_to_image = Attention(dim, num_heads, downsample_rate=2)
+        self.norm_final_attn = nn.LayerNorm(dim)
+
+    def forward(
+        self, image: torch.Tensor, image_pe: torch.Tensor, tokens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        keys = image.flatten(2).permute(0, 2, 1)
+        key_pe = image_pe.flatten(2).permute(0, 2, 1)
+        queries = tokens
+        for layer in self.layers:
+            queries, keys = layer(queries, keys, tokens, key_pe)
+        q, k = queries + tokens, keys + key_pe
+        queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q, k, keys))
+        return queries, keys
+
+
+def _upscale(in_ch: int, mid: int, out: int) -> nn.Sequential:
+    """ConvT ×2 -> LN2d -> GELU -> ConvT ×2 (SAM/HQ-SAM's 4× upscalers; index layout 0,1,2,3)."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(in_ch, mid, 2, 2), LayerNorm2d(mid), nn.GELU(), nn.ConvTranspose2d(mid, out, 2, 2)
+    )
+
+
+class MattingMaskDecoder(nn.Module):
+    """SAM mask decoder + matting adapter.
+
+    ``forward(image_embeddings [B,C,h,w], image_pe [1,C,h,w], sparse [B,2,C], dense [B,C,h,w],
+    vit_feature [B,h,w,D])`` -> dict with ``masks_sam [B,4,4h,4w]``, ``iou_pred [B,4]``,
+    ``masks_matting [B,3,4h,4w]`` (the trimap logits).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        vit_dim: int,
+        depth: int,
+        num_heads: int,
+        mlp_dim: int,
+        num_multimask_outputs: int = 3,
+        iou_head_depth: int = 3,
+        iou_head_hidden_dim: int = 256,
+        matting_tokens: int = 3,
+    ) -> None:
+        super().__init__()
+        self.transformer = TwoWayTransformer(depth, dim, num_heads, mlp_dim)
+        self.num_mask_tokens = num_multimask_outputs + 1
+        self.num_matting_tokens = matting_tokens
+        self.iou_token = nn.Embedding(1, dim)
+        self.mask_tokens = nn.Embedding(self.num_mask_tokens, dim)
+        self.output_upscaling = nn.Sequential(
+            nn.ConvTranspose2d(dim, dim // 4, 2, 2),
+            LayerNorm2d(dim // 4),
+            nn.GELU(),
+            nn.ConvTranspose2d(dim // 4, dim // 8, 2, 2),
+            nn.GELU(),
+        )
+        self.output_hypernetworks_mlps = nn.ModuleList(
+            MLP(dim, dim, dim // 8, 3) for _ in range(self.num_mask_tokens)
+        )
+        self.iou_prediction_head = MLP(dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth)
+        self.matting_hf_token = nn.Embedding(matting_tokens, dim)
+        self.matting_hf_mlp = MLP(dim, dim, dim // 8, 3)
+        self.matting_compress_vit_feat = _upscale(vit_dim, dim, dim // 8)
+        self.matting_embedding_encoder = _upscale(dim, dim // 4, dim // 8)
+        self.matting_embedding_maskfeature = nn.Sequential(
+            nn.Conv2d(dim // 8, dim // 4, 3, 1, 1),
+            LayerNorm2d(dim // 4),
+            nn.GELU(),
+            nn.Conv2d(dim // 4, dim // 8, 3, 1, 1),
+        )
+
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse: torch.Tensor,
+        dense: torch.Tensor,
+        vit_feature: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        b, c, h, w = image_embeddings.shape
+        output_tokens = torch.cat(
+            [self.iou_token.weight, self.mask_tokens.weight, self.matting_hf_token.weight], dim=0
+        )
+        tokens = torch.cat([output_tokens.unsqueeze(0).expand(b, -1, -1), sparse], dim=1)
+        hs, src = self.transformer(image_embeddings + dense, image_pe, tokens)
+        n_mask = self.num_mask_tokens
+        iou_out = hs[:, 0]
+        mask_out = hs[:, 1 : 1 + n_mask]
+        matting_out = hs[:, 1 + n_mask : 1 + n_mask + self.num_matting_tokens]
+
+        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+        matting_features = self.matting_embedding_encoder(image_embeddings) + self.matting_compress_vit_feat(
+            vit_feature.permute(0, 3, 1, 2)
+        )
+        matting_mask_features = self.matting_embedding_maskfeature(upscaled) + matting_features
+
+        hyper = torch.stack(
+            [mlp(mask_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
+        )
+        bu, cu, hu, wu = upscaled.shape
+        masks_sam = (hyper @ upscaled.reshape(bu, cu, hu * wu)).reshape(bu, -1, hu, wu)
+        matting_hyper = self.matting_hf_mlp(matting_out)
+        masks_matting = (matting_hyper @ matting_mask_features.reshape(bu, cu, hu * wu)).reshape(
+            bu, -1, hu, wu
+        )
+        return {
+            "masks_sam": masks_sam,
+            "iou_pred": self.iou_prediction_head(iou_out),
+            "masks_matting": masks_matting,
+        }

@@ -1,0 +1,365 @@
+"""SMat ("Unifying Automatic and Interactive Matting with Pretrained ViTs"): one model, with or without
+prompts.
+
+* ``backbone``: a DINOv2-style ViT with a class token (``paper`` preset = ViT-S/14 with the
+  official parameter names: ``cls_token``, ``pos_embed``, ``mask_token``, ``blocks.{i}.ls1.gamma``...).
+* Candidate feature: the mask-average of the patch tokens under the prompt mask (nearest-
+  downsampled to the token grid), or the class token when the prompt mask is empty
+  (automatic mode); chosen per image with ``torch.where``.
+* ``prompt_cross_attn``: a one-layer ``nn.TransformerDecoder`` (post-norm, ReLU) updates that
+  single token against all patch tokens.
+* Cosine similarity of the token with every patch token, min-max normalised per image (ε 1e-6).
+* ``decoder``: ViTMatte-style detail capture on ``concat(patch grid, similarity)``: the image is
+  resized to 16× the token grid, a ConvStream gives /2, /4, /8 details, four fusion blocks go
+  back to full resolution, a small head and a sigmoid give alpha.
+
+The service runs the backbone once per session (``smat_encoder``) and the rest every round
+(``smat_decoder``). Letterbox padding is black in the [0,1] domain (the official code pads
+after normalisation); for patch 14 the model pads to a multiple of 14 internally.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.common.norm import ImageNormalizer
+
+
+@dataclass(frozen=True)
+class SMatConfig:
+    """``img_size``: size the position embedding is stored for (the grid is ``img_size // patch_size``)."""
+
+    img_size: int = 512
+    patch_size: int = 16
+    embed_dim: int = 96
+    depth: int = 4
+    num_heads: int = 3
+    mlp_ratio: float = 4.0
+    layerscale_init: float = 1.0
+    prompt_heads: int = 4
+    prompt_ffn: int = 128
+    prompt_dropout: float = 0.1
+    convstream: tuple[int, int, int] = (12, 24, 32)
+    fusion: tuple[int, int, int, int] = (32, 16, 8, 8)
+    head_hidden: int = 4
+    decoder_stride: int = 16  # the token grid is treated as stride 16 by the detail decoder
+
+
+PRESETS: dict[str, SMatConfig] = {
+    "tiny": SMatConfig(),
+    # DINOv2 ViT-S/14 + the official prompt decoder and ViTMatte detail capture.
+    "paper": SMatConfig(
+        img_size=518,
+        patch_size=14,
+        embed_dim=384,
+        depth=12,
+        num_heads=6,
+        prompt_heads=8,
+        prompt_ffn=2048,
+        convstream=(48, 96, 192),
+        fusion=(256, 128, 64, 32),
+        head_hidden=16,
+    ),
+}
+
+
+class LayerScale(nn.Module):
+    """Per-channel scale ``gamma`` (DINOv2's ``ls1``/``ls2``)."""
+
+    def __init__(self, dim: int, init: float) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), init))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
+class DinoAttention(nn.Module):
+    """Plain multi-head self-attention with a fused ``qkv`` (``[B,N,C] -> [B,N,C]``)."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+
+
+class DinoMlp(nn.Module):
+    """``fc1 -> GELU -> fc2``."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class DinoBlock(nn.Module):
+    """Pre-norm ViT block with LayerScale."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, ls_init: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = DinoAttention(dim, num_heads)
+        self.ls1 = LayerScale(dim, ls_init)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = DinoMlp(dim, int(dim * mlp_ratio))
+        self.ls2 = LayerScale(dim, ls_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.ls1(self.attn(self.norm1(x)))
+        return x + self.ls2(self.mlp(self.norm2(x)))
+
+
+class PatchEmbed(nn.Module):
+    """``[B,3,H,W] -> [B,(H/p)(W/p),D]``."""
+
+    def __init__(self, patch: int, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(3, dim, patch, patch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class DinoViT(nn.Module):
+    """Normalised padded image ``[B,3,H,W]`` (multiple of the patch) -> ``(patch grid [B,D,H/p,W/p], class
+    token [B,D])``.
+    """
+
+    def __init__(self, cfg: SMatConfig) -> None:
+        super().__init__()
+        d = cfg.embed_dim
+        self.patch_size = cfg.patch_size
+        self.base_grid = cfg.img_size // cfg.patch_size
+        self.patch_embed = PatchEmbed(cfg.patch_size, d)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.base_grid**2, d))
+        self.mask_token = nn.Parameter(torch.zeros(1, d))  # kept for the checkpoint layout; unused
+        self.blocks = nn.ModuleList(
+            DinoBlock(d, cfg.num_heads, cfg.mlp_ratio, cfg.layerscale_init) for _ in range(cfg.depth)
+        )
+        self.norm = nn.LayerNorm(d, eps=1e-6)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.normal_(self.cls_token, std=1e-6)
+
+    def _pos(self, h: int, w: int) -> torch.Tensor:
+        cls_pos, patch_pos = self.pos_embed[:, :1], self.pos_embed[:, 1:]
+        m = self.base_grid
+        if h != m or w != m:
+            grid = patch_pos.reshape(1, m, m, -1).permute(0, 3, 1, 2)
+            # DINOv2's interpolation: scale factor (grid + 0.1) / M, bicubic, no antialias.
+            grid = F.interpolate(grid, scale_factor=((h + 0.1) / m, (w + 0.1) / m), mode="bicubic")
+            patch_pos = grid.permute(0, 2, 3, 1).reshape(1, h * w, -1)
+        return torch.cat([cls_pos, patch_pos], dim=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b = x.shape[0]
+        # Spatial sizes are fixed per export; plain ints keep the position interpolation static.
+        h, w = int(x.shape[-2]) // self.patch_size, int(x.shape[-1]) // self.patch_size
+        tokens = self.patch_embed(x)
+        tokens = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1) + self._pos(h, w)
+        for blk in self.blocks:
+            tokens = blk(tokens)
+        tokens = self.norm(tokens)
+        grid = tokens[:, 1:].transpose(1, 2).reshape(b, -1, h, w)
+        return grid, tokens[:, 0]
+
+
+class BasicConv(nn.Module):
+    """``conv`` (3×3, no bias) -> ``bn`` -> ReLU, ViTMatte's ConvStream/fusion unit."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False)
+        self.bn = nn.BatchNorm2d(out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)))
+
+
+class ConvStream(nn.Module):
+    """``image [B,3,H,W]`` -> ``[D0=image, D1 (/2), D2 (/4), D3 (/8)]``."""
+
+    def __init__(self, channels: tuple[int, int, int]) -> None:
+        super().__init__()
+        ins = (3, *channels[:-1])
+        self.convs = nn.ModuleList(BasicConv(i, o, 2) for i, o in zip(ins, channels, strict=True))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outs = [x]
+        for conv in self.convs:
+            outs.append(conv(outs[-1]))
+        return outs
+
+
+class FusionBlock(nn.Module):
+    """×2 bilinear upsample, concat the detail feature, conv-BN-ReLU."""
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.conv = BasicConv(in_ch, out_ch, 1)
+
+    def forward(self, x: torch.Tensor, detail: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return self.conv(torch.cat([x, detail], dim=1))
+
+
+class MattingHead(nn.Module):
+    """``matting_convs``: conv3×3 -> BN -> ReLU -> conv1×1 to one logit."""
+
+    def __init__(self, in_ch: int, hidden: int) -> None:
+        super().__init__()
+        self.matting_convs = nn.Sequential(
+            nn.Conv2d(in_ch, hidden, 3, 1, 1), nn.BatchNorm2d(hidden), nn.ReLU(), nn.Conv2d(hidden, 1, 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.matting_convs(x)
+
+
+class DetailCapture(nn.Module):
+    """``features [B,D+1,h,w]``, ``image [B,3,16h,16w]`` (normalised) -> alpha ``[B,1,16h,16w]``."""
+
+    def __init__(
+        self, in_ch: int, convstream: tuple[int, int, int], fusion: tuple[int, ...], head_hidden: int
+    ):
+        super().__init__()
+        self.convstream = ConvStream(convstream)
+        details = (convstream[2], convstream[1], convstream[0], 3)
+        ins = (in_ch, *fusion[:-1])
+        self.fusion_blks = nn.ModuleList(
+            FusionBlock(i + d, o) for i, d, o in zip(ins, details, fusion, strict=True)
+        )
+        self.matting_head = MattingHead(fusion[-1], head_hidden)
+
+    def forward(self, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        d = self.convstream(image)
+        x = features
+        for i, blk in enumerate(self.fusion_blks):
+            x = blk(x, d[len(d) - 1 - i])
+        return torch.sigmoid(self.matting_head(x))
+
+
+def _padded(size: int, patch: int) -> int:
+    return int(math.ceil(size / patch) * patch)
+
+
+def prepare_image(normalize: nn.Module, image: torch.Tensor, patch: int) -> torch.Tensor:
+    """Normalise ``[B,3,S,S]`` and zero-pad bottom/right to a multiple of ``patch``."""
+    x = normalize(image)
+    ph, pw = _padded(x.shape[-2], patch) - x.shape[-2], _padded(x.shape[-1], patch) - x.shape[-1]
+    return F.pad(x, (0, pw, 0, ph)) if ph or pw else x
+
+
+class SMatDecoderPart(nn.Module):
+    """The prompt-dependent half: candidate token, cross-attention update, similarity, detail decoder.
+
+    Holds references to SMat's ``normalize``, ``prompt_cross_attn`` and ``decoder`` (no copies).
+    ``forward(image [B,3,S,S], patch_tokens [B,D,h,w], class_token [B,D], prompt [B,1,S,S])`` ->
+    ``(alpha [B,1,S,S], similarity [B,1,h,w])``.
+    """
+
+    def __init__(self, model: SMat) -> None:
+        super().__init__()
+        self.normalize = model.normalize
+        self.prompt_cross_attn = model.prompt_cross_attn
+        self.decoder = model.decoder
+        self.patch_size = model.cfg.patch_size
+        self.stride = model.cfg.decoder_stride
+
+    def forward(
+        self, image: torch.Tensor, patch_tokens: torch.Tensor, class_token: torch.Tensor, prompt: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        s_h, s_w = image.shape[-2], image.shape[-1]
+        x = prepare_image(self.normalize, image, self.patch_size)
+        b, h, w = patch_tokens.shape[0], patch_tokens.shape[2], patch_tokens.shape[3]
+        prompt = F.pad(prompt, (0, x.shape[-1] - s_w, 0, x.shape[-2] - s_h))
+        weights = F.interpolate(prompt, size=(h, w), mode="nearest").flatten(1)  # [B, hw]
+        tokens = patch_tokens.flatten(2).transpose(1, 2)  # [B, hw, D]
+        area = weights.sum(dim=1, keepdim=True)
+        pooled = (weights.unsqueeze(1) @ tokens).squeeze(1) / area.clamp_min(1e-6)
+        candidate = torch.where(area > 0, pooled, class_token)
+        candidate = self.prompt_cross_attn(candidate.unsqueeze(1), tokens)  # [B,1,D]
+        sim = F.cosine_similarity(candidate, tokens, dim=-1)  # [B, hw]
+        lo = sim.min(dim=1, keepdim=True).values
+        hi = sim.max(dim=1, keepdim=True).values
+        sim = ((sim - lo) / (hi - lo + 1e-6)).reshape(b, 1, h, w)
+        img = x
+        if (x.shape[-2], x.shape[-1]) != (self.stride * h, self.stride * w):
+            img = F.interpolate(
+                x, size=(self.stride * h, self.stride * w), mode="bilinear", align_corners=False
+            )
+        alpha = self.decoder(torch.cat([patch_tokens, sim], dim=1), img)
+        if (alpha.shape[-2], alpha.shape[-1]) != (x.shape[-2], x.shape[-1]):
+            alpha = F.interpolate(alpha, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return alpha[:, :, :s_h, :s_w], sim
+
+
+class SMat(nn.Module):
+    """``image [B,3,S,S]``, ``prompt [B,1,S,S]`` (all-zero = automatic) -> dict ``alpha [B,1,S,S]``,
+    ``similarity [B,1,h,w]``. Use :meth:`encode` + :meth:`decode` to reuse the backbone across rounds.
+    """
+
+    def __init__(self, cfg: SMatConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.normalize = ImageNormalizer()
+        self.backbone = DinoViT(cfg)
+        layer = nn.TransformerDecoderLayer(
+            cfg.embed_dim, cfg.prompt_heads, cfg.prompt_ffn, cfg.prompt_dropout, batch_first=True
+        )
+        self.prompt_cross_attn = nn.TransformerDecoder(layer, 1)
+        self.decoder = DetailCapture(cfg.embed_dim + 1, cfg.convstream, cfg.fusion, cfg.head_hidden)
+
+    def encode(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``image [B,3,S,S]`` -> ``(patch_tokens [B,D,h,w], class_token [B,D])``."""
+        return self.backbone(prepare_image(self.normalize, image, self.cfg.patch_size))
+
+    def decode(
+        self, image: torch.Tensor, patch_tokens: torch.Tensor, class_token: torch.Tensor, prompt: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Cached encoder outputs + ``prompt [B,1,S,S]`` -> ``alpha [B,1,S,S]``, ``similarity [B,1,h,w]``."""
+        alpha, sim = SMatDecoderPart(self)(image, patch_tokens, class_token, prompt)
+        return {"alpha": alpha, "similarity": sim}
+
+    def forward(self, image: torch.Tensor, prompt: torch.Tensor) -> dict[str, torch.Tensor]:
+        patch_tokens, class_token = self.encode(image)
+        return self.decode(image, patch_tokens, class_token, prompt)
+
+
+class SMatEncoderExport(nn.Module):
+    """Exported ``smat_encoder``: ``image [B,3,S,S] -> (patch_tokens [B,D,h,w], class_token [B,D])``."""
+
+    def __init__(self, model: SMat) -> None:
+        super().__init__()
+        self.normalize = model.normalize
+        self.backbone = model.backbone
+        self.patch_size = model.cfg.patch_size
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.backbone(prepare_image(self.normalize, image, self.patch_size))
+
+
+class SMatDecoderExport(SMatDecoderPart):
+    """Exported ``smat_decoder``: ``(image, patch_tokens, class_token, prompt_mask) -> (alpha [B,1,S,S],
+    similarity [B,1,h,w])``.
+    """
+
+
+def build_smat(preset: str = "tiny") -> SMat:
+    """SMat at a size preset (``tiny`` or ``paper`` = DINOv2 ViT-S/14 shapes)."""
+    return SMat(PRESETS[preset])
