@@ -15,6 +15,7 @@ from schemas.sessions import (
 from schemas.system import (
     Health,
     InstanceMatte,
+    InstanceMattingInfo,
     InstancesResponse,
     ModelInfo,
     ModelsResponse,
@@ -42,6 +43,7 @@ __all__ = [
     "ErrorResponse",
     "Health",
     "InstanceMatte",
+    "InstanceMattingInfo",
     "InstancesResponse",
     "ModelInfo",
     "ModelName",

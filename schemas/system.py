@@ -31,11 +31,23 @@ class ModelInfo(BaseModel):
     detail: str | None = None
 
 
+class InstanceMattingInfo(BaseModel):
+    """Status of automatic human instance matting (``POST /v1/instances``)."""
+
+    description: str
+    backend: str
+    ready: bool
+    trained: bool
+    networks: list[NetworkStatus] = Field(default_factory=list)
+
+
 class ModelsResponse(BaseModel):
-    """Answer to ``GET /v1/models``: the pipelines and what ``auto`` picks per prompt kind."""
+    """Answer to ``GET /v1/models``: the pipelines, what ``auto`` picks per prompt situation
+    (``none`` = no prompt, a prompt kind, or ``mix``), and instance matting's status."""
 
     models: list[ModelInfo]
     auto: dict[str, PipelineName]
+    instances: InstanceMattingInfo | None = None
 
 
 class InstanceMatte(BaseModel):

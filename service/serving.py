@@ -7,6 +7,7 @@ and commits the result. Data flows one way: routes -> this module -> pipelines -
 
 from __future__ import annotations
 
+import base64
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -18,10 +19,10 @@ from pydantic import TypeAdapter
 
 from schemas.prompts import Prompt
 from schemas.sessions import RoundInfo, RoundRequest, RoundResult, SessionCreated, SessionInfo, UndoResult
-from schemas.system import ModelsResponse
+from schemas.system import InstanceMatte, InstancesResponse, ModelsResponse
 from service.config import Settings
 from service.cutout import cutout_rgba
-from service.errors import Conflict, NotFound, TooLarge
+from service.errors import Conflict, ModelNotReady, NotFound, TooLarge
 from service.imaging import alpha_to_u8, decode_alpha_png, decode_image, encode_png
 from service.metrics import Metrics
 from service.pipelines import FeatureCache, PipelineRegistry, RoundInput, Timer
@@ -300,7 +301,35 @@ class MattingService:
 
     async def models(self) -> ModelsResponse:
         infos = [await pipeline.info() for pipeline in self.registry.pipelines.values()]
-        return ModelsResponse(models=infos, auto=await self.registry.auto_table())
+        instances = await self.registry.instances.info() if self.registry.instances else None
+        return ModelsResponse(models=infos, auto=await self.registry.auto_table(), instances=instances)
+
+    async def instances(self, data: bytes) -> InstancesResponse:
+        """Every human in the photo with its own alpha matte (no prompts)."""
+        matting = self.registry.instances
+        if matting is None or not await matting.ready():
+            raise ModelNotReady(
+                "Instance matting is not available: its networks are not loaded on this server."
+            )
+        timer = Timer()
+        with timer.stage("decode"):
+            image = await self._decode(data)
+        found, timings = await matting.matte(image)
+        timer.ms.update(timings)
+        with timer.stage("encode"):
+            pngs = await anyio.to_thread.run_sync(
+                lambda: [base64.b64encode(encode_png(alpha_to_u8(i.alpha))).decode() for i in found]
+            )
+        self.metrics.observe_round("instmatt", timer.ms)
+        return InstancesResponse(
+            width=image.shape[1],
+            height=image.shape[0],
+            instances=[
+                InstanceMatte(id=k, score=round(i.score, 4), box=i.box, alpha_png_base64=png)
+                for k, (i, png) in enumerate(zip(found, pngs, strict=True))
+            ],
+            timings_ms={k: round(v, 2) for k, v in timer.ms.items()},
+        )
 
     # ------------------------------------------------------------------ images
     async def alpha_png(self, user: str, sid: str, n: int) -> bytes:
@@ -357,14 +386,6 @@ async def matte_image(
     Returns (alpha (H, W) float32, pipeline name, stage timings in ms). Used by ``/v1/matte``
     and by ``matteserve cutout``."""
     pipeline = await registry.resolve(model, list(prompts))
-    scratch: dict[str, bytes] = {}
-
-    async def load(name: str) -> bytes | None:
-        return scratch.get(name)
-
-    async def save(name: str, value: bytes) -> None:
-        scratch[name] = value
-
     result = await pipeline.run_round(
         RoundInput(
             image=image,
@@ -372,7 +393,7 @@ async def matte_image(
             new_prompts=list(prompts),
             previous_alpha=None,
             previous_state=None,
-            features=FeatureCache(load=load, save=save),
+            features=FeatureCache.in_memory(),
             round_index=1,
         )
     )

@@ -64,3 +64,8 @@ def second_server(redis_url: str) -> Iterator[ServerProcess]:
     server = start_server(server_env(redis_url))
     yield server
     server.stop()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

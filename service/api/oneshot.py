@@ -10,6 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from schemas.prompts import Prompt
 from schemas.sessions import ModelName
+from schemas.system import InstancesResponse
 from service.api.deps import Service, User
 from service.api.sessions import ERRORS, PNG
 from service.errors import BadInput, SchemaError
@@ -30,6 +31,16 @@ def parse_prompts_field(raw: str) -> list[Prompt]:
         return _PROMPTS.validate_python(data)
     except ValidationError as exc:
         raise SchemaError.from_validation("'prompts'", exc) from exc
+
+
+@router.post("/instances", response_model=InstancesResponse, responses=ERRORS)
+async def instances(
+    user: User,
+    service: Service,
+    image: Annotated[UploadFile, File(description="PNG, JPEG or WebP photo.")],
+) -> InstancesResponse:
+    """Automatic human instance matting: every person in the photo, each with its own alpha PNG."""
+    return await service.instances(await image.read())
 
 
 @router.post("/matte", responses={**ERRORS, **PNG}, response_class=Response)

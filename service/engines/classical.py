@@ -12,8 +12,8 @@ Weight-free baseline and fallback. One call computes the matte for all marks so 
    wrongly included object rather than punching a hole in it.
 3. A trimap: an unknown band around the GrabCut boundary.
 4. pymatting's closed-form matting (Levin et al. 2008) in the band.
-5. Back to the original size: bilinear upsampling refined by a guided filter (He et al.)
-   on the full-resolution photo, inside the unknown band only.
+5. Back to the original size with ``service.engines.upsampling`` (bilinear, refined by a
+   guided filter on the full-resolution photo inside the uncertain band).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import numpy as np
 from pymatting import estimate_alpha_cf
 
 from schemas.prompts import BoxPrompt, Prompt, TextPrompt
+from service.engines.upsampling import upsample_alpha
 from service.errors import UnsupportedPrompt
 from service.imaging import resize_long_side
 from service.prompts import boxes, draw_marks
@@ -65,7 +66,6 @@ def matte(
             "The classical engine cannot use text prompts; use model 'dfimat', or give a box, "
             "clicks or scribbles."
         )
-    height, width = image.shape[:2]
     work, scale = resize_long_side(image, params.max_side)
     h, w = work.shape[:2]
     long_side = max(h, w)
@@ -88,10 +88,7 @@ def matte(
     )
     trimap = _trimap(trimap_mask, fg_seed, bg_seed, max(2, round(params.band_fraction * long_side)))
     alpha_work = np.clip(estimate_alpha_cf(work.astype(np.float64) / 255.0, trimap), 0.0, 1.0)
-    alpha_work = alpha_work.astype(np.float32)
-    if scale >= 1.0:
-        return alpha_work
-    return _upsample(alpha_work, trimap, image, (width, height), scale)
+    return upsample_alpha(alpha_work.astype(np.float32), image)
 
 
 def _box_mask(box_prompts: list[BoxPrompt], h: int, w: int, scale: float) -> np.ndarray | None:
@@ -193,15 +190,3 @@ def _trimap(mask: np.ndarray, fg_seed: np.ndarray, bg_seed: np.ndarray, band: in
     trimap[fg_seed > 0] = 1.0
     trimap[bg_seed > 0] = 0.0
     return trimap
-
-
-def _upsample(
-    alpha_work: np.ndarray, trimap: np.ndarray, image: np.ndarray, size: tuple[int, int], scale: float
-) -> np.ndarray:
-    """Bilinear upsampling, refined by a guided filter on the photo inside the unknown band."""
-    alpha = cv2.resize(alpha_work, size, interpolation=cv2.INTER_LINEAR)
-    unknown = cv2.resize((trimap == 0.5).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
-    radius = max(2, int(np.ceil(2.0 / scale)))
-    unknown = cv2.dilate(unknown, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)) > 0
-    guided = cv2.ximgproc.guidedFilter(image, alpha, radius, 1e-4 * 255 * 255)
-    return np.clip(np.where(unknown, guided, alpha), 0.0, 1.0).astype(np.float32)

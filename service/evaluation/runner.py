@@ -60,24 +60,12 @@ class SampleResult:
     error: str | None = None
 
 
-class _MemoryFeatures:
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-
-    async def load(self, name: str) -> bytes | None:
-        return self.data.get(name)
-
-    async def save(self, name: str, value: bytes) -> None:
-        self.data[name] = value
-
-
 async def run_sample(
     registry: PipelineRegistry, model: str, sample: Sample, protocol: str, rounds: int, seed: int
 ) -> SampleResult:
     """Simulate one user on one sample with ``model`` (a pipeline name or ``auto``)."""
     result = SampleResult(sample.name, model)
-    features = _MemoryFeatures()
-    cache = FeatureCache(load=features.load, save=features.save)
+    cache = FeatureCache.in_memory()
     if protocol == "auto":
         plan = [[]]
         target = sample.everyone

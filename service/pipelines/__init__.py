@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from schemas.prompts import Prompt
 from service.errors import BadInput, UnsupportedPrompt
 from service.pipelines.base import FeatureCache, Pipeline, RoundInput, RoundOutput, Timer
 from service.pipelines.routing import FALLBACK_ORDER, situation
+
+if TYPE_CHECKING:
+    from service.backends import InferenceBackend
+    from service.pipelines.instances import InstanceMatting
 
 __all__ = ["FeatureCache", "Pipeline", "PipelineRegistry", "RoundInput", "RoundOutput", "Timer"]
 
@@ -19,15 +24,17 @@ class PipelineRegistry:
         self,
         pipelines: Sequence[Pipeline],
         routes: dict[str, str],
-        backend_checks: Callable[[], Awaitable[dict[str, str]]] | None = None,
+        backend: InferenceBackend | None = None,
+        instances: InstanceMatting | None = None,
     ) -> None:
         self.pipelines = {p.name: p for p in pipelines}
         self.routes = routes
-        self._backend_checks = backend_checks
+        self.backend = backend
+        self.instances = instances
 
     async def backend_checks(self) -> dict[str, str]:
         """Readiness of the inference backend (empty when only weight-free pipelines run)."""
-        return await self._backend_checks() if self._backend_checks else {}
+        return await self.backend.health() if self.backend is not None else {}
 
     def get(self, name: str) -> Pipeline:
         try:

@@ -28,6 +28,19 @@ class FeatureCache:
     load: Callable[[str], Awaitable[bytes | None]]
     save: Callable[[str, bytes], Awaitable[object]]
 
+    @classmethod
+    def in_memory(cls) -> FeatureCache:
+        """A cache held in a dict, for work without a session (one-shot, evaluation)."""
+        store: dict[str, bytes] = {}
+
+        async def load(name: str) -> bytes | None:
+            return store.get(name)
+
+        async def save(name: str, value: bytes) -> None:
+            store[name] = value
+
+        return cls(load, save)
+
 
 @dataclass
 class RoundInput:

@@ -2,21 +2,52 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+
 import anyio
 
+from models.text import shared_encoder
+from service.backends import create_backend
 from service.config import Settings
 from service.engines.classical import ClassicalParams
-from service.pipelines import PipelineRegistry
+from service.pipelines import Pipeline, PipelineRegistry
 from service.pipelines.classical import ClassicalPipeline
+from service.pipelines.dfimat import DFIMatPipeline
+from service.pipelines.instances import InstanceMatting
 from service.pipelines.routing import load_routes
+from service.pipelines.semat import SEMatPipeline
+from service.pipelines.smat import SMatPipeline
+
+log = logging.getLogger(__name__)
 
 
 async def build_registry(settings: Settings, limiter: anyio.CapacityLimiter) -> PipelineRegistry:
-    """All pipelines with the configured backend, and the ``auto`` routing table."""
-    pipelines = [ClassicalPipeline(ClassicalParams(max_side=settings.classical_max_side), limiter)]
+    """All pipelines on the configured backend, instance matting, and the ``auto`` routing table.
+
+    The learned pipelines are registered whenever the model repository has networks, trained
+    or not (``/v1/models`` reports which are untrained; ``auto`` never picks those)."""
+    pipelines: list[Pipeline] = [
+        ClassicalPipeline(ClassicalParams(max_side=settings.classical_max_side), limiter)
+    ]
+    backend = create_backend(settings, limiter)
+    await backend.start()
+    instances = None
+    if backend.networks:
+        text = shared_encoder()
+        dfimat = DFIMatPipeline(backend, text, limiter)
+        pipelines += [dfimat, SEMatPipeline(backend, limiter), SMatPipeline(backend, limiter)]
+        instances = InstanceMatting(backend, limiter)
+        if dfimat.trained and not text.loaded:
+            # MiniLM takes ~10 s to load: do it now, off the event loop, not in the first text round.
+            threading.Thread(target=text.load, name="minilm-load", daemon=True).start()
+    else:
+        log.warning("no networks in %s: serving the classical engine only", settings.model_repository)
     routes = load_routes(settings.auto_routes, settings.model_repository / "auto_routes.json")
-    return PipelineRegistry(pipelines, routes)
+    return PipelineRegistry(pipelines, routes, backend=backend, instances=instances)
 
 
 async def close_registry(registry: PipelineRegistry) -> None:
     """Release backend connections."""
+    if registry.backend is not None:
+        await registry.backend.close()

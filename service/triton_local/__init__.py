@@ -19,7 +19,6 @@ from service.triton_local.server import (
     TritonLocalServer,
     default_cache_dir,
     find_tritonserver,
-    grpc_channel_args,
     parse_model_metrics,
     stub_python_bin,
 )
@@ -32,7 +31,6 @@ __all__ = [
     "build_python_repository",
     "default_cache_dir",
     "find_tritonserver",
-    "grpc_channel_args",
     "main",
     "parse_model_metrics",
     "read_model_config",

@@ -47,7 +47,6 @@ TORCH_THREADS_ENV = "MATTESERVE_TRITON_TORCH_THREADS"
 STUB_NAME = "triton_python_backend_stub"
 _SHM_DIR = Path("/dev/shm")
 _PR_SET_PDEATHSIG = 1
-_INT32_MAX = 2**31 - 1
 _MAX_LOG_BYTES = 20 * 1024 * 1024
 _RUN_MARKER = "\n==== matteserve triton-local start "
 # Logged by the bundled server on every machine without a CUDA driver.
@@ -111,29 +110,6 @@ def assemble_backend_directory(binary: Path, target: Path) -> Path:
             (python_dir / entry.name).symlink_to(entry.resolve())
     (python_dir / STUB_NAME).symlink_to(_stub_for_this_python(root).resolve())
     return target
-
-
-def grpc_channel_args(max_reconnect_backoff_ms: int = 1000) -> list[tuple[str, int]]:
-    """`channel_args` for `tritonclient.grpc` clients that must ride out server restarts.
-
-    tritonclient's defaults plus a short reconnect backoff: with gRPC's default (up to
-    120 s, 1 s at first), a channel that saw the server go away keeps failing with
-    UNAVAILABLE for a while after the server is back.
-    """
-    from tritonclient.grpc import KeepAliveOptions
-
-    keepalive = KeepAliveOptions()
-    return [
-        ("grpc.max_send_message_length", _INT32_MAX),
-        ("grpc.max_receive_message_length", _INT32_MAX),
-        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
-        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
-        ("grpc.keepalive_permit_without_calls", int(keepalive.keepalive_permit_without_calls)),
-        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
-        ("grpc.initial_reconnect_backoff_ms", min(200, max_reconnect_backoff_ms)),
-        ("grpc.min_reconnect_backoff_ms", min(200, max_reconnect_backoff_ms)),
-        ("grpc.max_reconnect_backoff_ms", max_reconnect_backoff_ms),
-    ]
 
 
 def _numpy_major() -> int:

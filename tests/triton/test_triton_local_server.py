@@ -24,8 +24,8 @@ import tritonclient.http as httpclient
 from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException
 
+from service.backends.triton import grpc_channel_args
 from service.triton_local import TritonLocalError, TritonLocalServer, read_model_config
-from service.triton_local.server import grpc_channel_args
 
 ATOL = 1e-6
 PAIR_OUTPUTS = ("alpha__0", "score__1")

@@ -1,0 +1,77 @@
+"""The interface every inference backend implements."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.export import read_repo
+from models.io_spec import ModelIO, model_io
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    """What ``config.pbtxt`` says of an exported network, read without loading it."""
+
+    name: str
+    weights: str  # "trained" | "untrained" | "missing"
+    input_size: int
+    preset: str
+
+    @property
+    def trained(self) -> bool:
+        return self.weights == "trained"
+
+    @property
+    def io(self) -> ModelIO:
+        return model_io(self.name, self.input_size, self.preset)
+
+
+def read_networks(repository: Path) -> dict[str, NetworkInfo]:
+    """The networks of a model repository, from the ``matteserve_*`` parameters of their configs."""
+    if not repository.is_dir():
+        return {}
+    infos = {}
+    for name, params in read_repo(repository).items():
+        infos[name] = NetworkInfo(
+            name=name,
+            weights=params.get("weights", "untrained"),
+            input_size=int(params.get("input_size", 512)),
+            preset=params.get("preset", "tiny"),
+        )
+    return infos
+
+
+class InferenceBackend(abc.ABC):
+    """Runs exported networks by name on batched numpy inputs."""
+
+    name: str
+
+    def __init__(self, networks: dict[str, NetworkInfo]) -> None:
+        self.networks = networks
+
+    def network(self, name: str) -> NetworkInfo | None:
+        return self.networks.get(name)
+
+    @abc.abstractmethod
+    async def infer(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run ``model`` on ``inputs`` (base name -> array [B, *dims] of the io-spec dtype);
+        return base name -> array [B, *dims]. Raises ``BackendUnavailable`` when the backend
+        cannot be reached and ``ModelNotReady`` when the model cannot run."""
+
+    @abc.abstractmethod
+    async def ready(self, model: str) -> bool:
+        """Whether ``model`` can run now."""
+
+    async def health(self) -> dict[str, str]:
+        """Named readiness checks for /readyz (``ok`` or a reason)."""
+        return {}
+
+    async def start(self) -> None:  # noqa: B027 - an optional hook
+        """Connect or load; called once before serving."""
+
+    async def close(self) -> None:  # noqa: B027 - an optional hook
+        """Release connections and memory."""

@@ -1,0 +1,121 @@
+"""The ``dfimat`` pipeline: DFIMat's ISCN localises the target, MRN turns it into alpha.
+
+Per session, once: the ISCN encoder's features of the letterboxed photo (cached with the
+session in Redis, float16, compressed). Per round: every mark so far rasterised into ISCN's
+prompt slots at S/4 (``models.prompting``), the latest text embedded with MiniLM, the CRM
+conflict map of this round's marks against the previous round's mask, the ISCN decoder on
+the cached features, MRN on the photo + the coarse mask, and the alpha mapped back to the
+photo's size. The mask probability at S/4 is kept as the round's state (the next round's
+previous mask).
+"""
+
+from __future__ import annotations
+
+import anyio
+import cv2
+import numpy as np
+import torch
+
+from models.iscn import compute_conflict_map
+from models.prompting import Letterbox, iscn_prompt_tensors
+from models.text import TEXT_DIM, MiniLMEncoder
+from schemas.prompts import TextPrompt
+from service.backends import InferenceBackend
+from service.engines.upsampling import upsample_alpha
+from service.pipelines.base import FeatureCache, RoundInput, RoundOutput, Timer
+from service.pipelines.networks import NetworkPipeline, pack_arrays, stability_score, unpack_arrays
+
+ENCODER, DECODER, REFINER = "iscn_encoder", "iscn_decoder", "mrn"
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class DFIMatPipeline(NetworkPipeline):
+    name = "dfimat"
+    description = (
+        "DFIMat: ISCN (visual + text prompts, CRM conflict reasoning over rounds) localises the "
+        "instance, MRN refines it into an alpha matte."
+    )
+    prompt_kinds = frozenset({"click", "scribble", "box", "text"})
+    automatic = False
+    multi_round = True
+    networks = (ENCODER, DECODER, REFINER)
+
+    def __init__(
+        self, backend: InferenceBackend, text: MiniLMEncoder, limiter: anyio.CapacityLimiter
+    ) -> None:
+        super().__init__(backend)
+        self.text = text
+        self.limiter = limiter
+
+    async def prepare(self, image: np.ndarray, features: FeatureCache) -> dict[str, float]:
+        timer = Timer()
+        with timer.stage("iscn_encoder"):
+            box = Letterbox(*image.shape[:2], self.size)
+            await self.cached(features, ENCODER, box.image(image))
+        return timer.ms
+
+    async def _embed(self, request: RoundInput) -> tuple[np.ndarray, np.ndarray]:
+        texts = [p.text.strip() for p in request.prompts if isinstance(p, TextPrompt)]
+        if not texts:
+            return np.zeros(TEXT_DIM, np.float32), np.zeros(1, np.float32)
+        vector = await anyio.to_thread.run_sync(
+            lambda: self.text.encode([texts[-1]])[0], limiter=self.limiter
+        )
+        return vector, np.ones(1, np.float32)
+
+    async def run_round(self, request: RoundInput) -> RoundOutput:
+        timer = Timer()
+        box = Letterbox(*request.image.shape[:2], self.size)
+        with timer.stage("prepare"):
+            image = box.image(request.image)
+        with timer.stage("iscn_encoder"):
+            encoded = await self.cached(request.features, ENCODER, image)
+        with timer.stage("prompts"):
+            maps, kinds = iscn_prompt_tensors(request.prompts, box)
+            text, has_text = await self._embed(request)
+            prev_mask, has_prev = self._previous(request, box)
+            new_maps, new_kinds = iscn_prompt_tensors(request.new_prompts, box)
+            conflict = compute_conflict_map(
+                torch.from_numpy(prev_mask[None]),
+                torch.from_numpy(new_maps[None]),
+                torch.from_numpy(new_kinds[None]),
+                torch.from_numpy(has_prev[None]),
+            )[0].numpy()
+        with timer.stage("iscn_decoder"):
+            decoded = await self.run(
+                DECODER,
+                features=encoded["features"],
+                mask_features=encoded["mask_features"],
+                prompt_maps=maps,
+                prompt_kinds=kinds,
+                text_embedding=text,
+                has_text=has_text,
+                conflict_map=conflict,
+                prev_mask=prev_mask,
+                has_prev=has_prev,
+            )
+        probability = _sigmoid(decoded["mask_logits"][0])
+        coarse = cv2.resize(probability, (self.size, self.size), interpolation=cv2.INTER_LINEAR)[None]
+        with timer.stage("mrn"):
+            refined = await self.run(REFINER, image=image, mask=coarse)
+        with timer.stage("upsample"):
+            alpha = await anyio.to_thread.run_sync(
+                lambda: upsample_alpha(box.crop(refined["alpha"][0]), request.image), limiter=self.limiter
+            )
+        state = pack_arrays({"prev_mask": probability})
+        return RoundOutput(alpha=alpha, score=stability_score(alpha), state=state, timings_ms=timer.ms)
+
+    def _previous(self, request: RoundInput, box: Letterbox) -> tuple[np.ndarray, np.ndarray]:
+        """The previous round's mask probability at S/4: this pipeline's own state, else the
+        previous matte (a round made by another pipeline), else none."""
+        s4 = self.size // 4
+        if request.previous_state is not None:
+            state = unpack_arrays(request.previous_state)
+            if "prev_mask" in state and state["prev_mask"].shape == (s4, s4):
+                return state["prev_mask"][None], np.ones(1, np.float32)
+        if request.previous_alpha is not None:
+            return box.plane(request.previous_alpha, stride=4)[None], np.ones(1, np.float32)
+        return np.zeros((1, s4, s4), np.float32), np.zeros(1, np.float32)

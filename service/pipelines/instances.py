@@ -1,0 +1,157 @@
+"""Automatic human instance matting (``POST /v1/instances``): ISCN with no prompt, then InstMatt.
+
+1. The ISCN encoder + decoder with no prompt: the object queries give up to 16 instance
+   masks at S/4 with an "is human" probability each.
+2. Instances scoring at least ``min_score`` are kept, best first; a mask overlapping an
+   already kept one (IoU above ``max_overlap``) is a duplicate and dropped; tiny masks are
+   dropped; at most InstMatt's K slots remain.
+3. InstMatt on the photo + the kept masks (tri-mask guidance and multi-instance refinement
+   happen in the network), one alpha per instance, mapped back to the photo's size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import anyio
+import cv2
+import numpy as np
+
+from models.io_spec import model_io
+from models.prompting import Letterbox
+from models.text import TEXT_DIM
+from schemas.system import InstanceMattingInfo
+from service.backends import InferenceBackend
+from service.engines.upsampling import upsample_alpha
+from service.pipelines.base import FeatureCache, Timer
+from service.pipelines.networks import NetworkRunner
+
+ENCODER, DECODER, MATTING = "iscn_encoder", "iscn_decoder", "instmatt"
+MIN_AREA_FRACTION = 0.001
+
+
+@dataclass
+class Instance:
+    """One human: ``alpha`` (H, W) float32, ISCN's ``score``, and the box of alpha > 0.02."""
+
+    alpha: np.ndarray
+    score: float
+    box: tuple[int, int, int, int]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def select_instances(
+    logits: np.ndarray, scores: np.ndarray, *, min_score: float, max_overlap: float, limit: int
+) -> list[int]:
+    """Indices of the object queries to keep: score >= ``min_score``, best first, no mask
+    overlapping a kept one by IoU > ``max_overlap``, not tiny, at most ``limit``."""
+    masks = _sigmoid(logits) > 0.5
+    min_area = max(4, int(MIN_AREA_FRACTION * masks[0].size))
+    kept: list[int] = []
+    for index in np.argsort(-scores):
+        if scores[index] < min_score or len(kept) == limit:
+            break
+        mask = masks[index]
+        area = int(mask.sum())
+        if area < min_area:
+            continue
+        duplicate = any((mask & masks[k]).sum() / max(1, (mask | masks[k]).sum()) > max_overlap for k in kept)
+        if not duplicate:
+            kept.append(int(index))
+    return kept
+
+
+class InstanceMatting(NetworkRunner):
+    """Every human in a photo, each with its own alpha matte."""
+
+    name = "instmatt"
+    description = (
+        "Human instance matting: ISCN's object queries find the people, InstMatt mattes them together."
+    )
+    networks = (ENCODER, DECODER, MATTING)
+
+    def __init__(
+        self,
+        backend: InferenceBackend,
+        limiter: anyio.CapacityLimiter,
+        min_score: float = 0.5,
+        max_overlap: float = 0.5,
+    ) -> None:
+        super().__init__(backend)
+        self.limiter = limiter
+        self.min_score = min_score
+        self.max_overlap = max_overlap
+
+    async def matte(self, image: np.ndarray) -> tuple[list[Instance], dict[str, float]]:
+        """Find and matte every human in ``image`` (H, W, 3 uint8)."""
+        timer = Timer()
+        box = Letterbox(*image.shape[:2], self.size)
+        slots = model_io(MATTING, self.size, self.backend.network(MATTING).preset).input("valid").dims[0]
+        with timer.stage("prepare"):
+            framed = box.image(image)
+        with timer.stage("iscn_encoder"):
+            encoded = await self.cached(FeatureCache.in_memory(), ENCODER, framed)
+        decoder_io = model_io(DECODER, self.size, self.backend.network(DECODER).preset)
+        s4 = self.size // 4
+        with timer.stage("iscn_decoder"):
+            decoded = await self.run(
+                DECODER,
+                features=encoded["features"],
+                mask_features=encoded["mask_features"],
+                prompt_maps=np.zeros(decoder_io.input("prompt_maps").dims, np.float32),
+                prompt_kinds=np.zeros(decoder_io.input("prompt_kinds").dims, np.int64),
+                text_embedding=np.zeros(TEXT_DIM, np.float32),
+                has_text=np.zeros(1, np.float32),
+                conflict_map=np.zeros((1, s4, s4), np.float32),
+                prev_mask=np.zeros((1, s4, s4), np.float32),
+                has_prev=np.zeros(1, np.float32),
+            )
+        logits, scores = decoded["instance_logits"], decoded["instance_scores"]
+        # Only the part of the frame that shows the photo may hold people.
+        valid_area = np.zeros((s4, s4), bool)
+        inner = box.crop(valid_area)
+        inner[...] = True
+        logits = np.where(valid_area[None], logits, -20.0)
+        kept = select_instances(
+            logits, scores, min_score=self.min_score, max_overlap=self.max_overlap, limit=slots
+        )
+        if not kept:
+            return [], timer.ms
+        masks = np.zeros((slots, self.size, self.size), np.float32)
+        valid = np.zeros(slots, np.float32)
+        for slot, index in enumerate(kept):
+            up = cv2.resize(_sigmoid(logits[index]), (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+            masks[slot] = (up > 0.5).astype(np.float32)
+            valid[slot] = 1.0
+        with timer.stage("instmatt"):
+            alphas = (await self.run(MATTING, image=framed, masks=masks, valid=valid))["alpha"]
+        with timer.stage("upsample"):
+            instances = await anyio.to_thread.run_sync(
+                lambda: [
+                    self._instance(alphas[slot], float(scores[index]), box, image)
+                    for slot, index in enumerate(kept)
+                ],
+                limiter=self.limiter,
+            )
+        return [i for i in instances if i is not None], timer.ms
+
+    @staticmethod
+    def _instance(alpha_lb: np.ndarray, score: float, box: Letterbox, image: np.ndarray) -> Instance | None:
+        alpha = upsample_alpha(box.crop(alpha_lb), image)
+        ys, xs = np.nonzero(alpha > 0.02)
+        if len(ys) == 0:
+            return None
+        return Instance(alpha, score, (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
+
+    async def info(self) -> InstanceMattingInfo:
+        statuses = await self.statuses()
+        return InstanceMattingInfo(
+            description=self.description,
+            backend=self.backend.name,
+            ready=all(s.ready for s in statuses),
+            trained=all(s.weights == "trained" for s in statuses),
+            networks=statuses,
+        )

@@ -1,0 +1,112 @@
+"""What pipelines built on exported networks share: backend calls, status, cached features."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from schemas.system import ModelInfo, NetworkStatus
+from service.backends import InferenceBackend
+from service.errors import ModelNotReady
+from service.pipelines.base import FeatureCache, Pipeline
+
+
+def pack_arrays(arrays: dict[str, np.ndarray]) -> bytes:
+    """Float arrays -> compact bytes for Redis: float16, zip-deflated (``np.savez_compressed``)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer, **{k: v.astype(np.float16) if v.dtype.kind == "f" else v for k, v in arrays.items()}
+    )
+    return buffer.getvalue()
+
+
+def unpack_arrays(data: bytes) -> dict[str, np.ndarray]:
+    """Inverse of ``pack_arrays``; floats come back as float32."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        return {
+            k: archive[k].astype(np.float32) if archive[k].dtype.kind == "f" else archive[k] for k in archive
+        }
+
+
+def stability_score(alpha: np.ndarray, low: float = 0.4, high: float = 0.6) -> float:
+    """How decided a matte is: IoU of (alpha > high) and (alpha > low), in [0, 1] (SAM's
+    stability score on the matte). 1 means no pixel sits near the threshold."""
+    loose = alpha > low
+    union = int(loose.sum())
+    return 1.0 if union == 0 else float((alpha > high).sum() / union)
+
+
+class NetworkRunner:
+    """Work that runs on exported networks through an inference backend."""
+
+    networks: tuple[str, ...]
+
+    def __init__(self, backend: InferenceBackend) -> None:
+        self.backend = backend
+
+    @property
+    def size(self) -> int:
+        """The fixed input size S the networks were exported at."""
+        info = self.backend.network(self.networks[0])
+        if info is None:
+            raise ModelNotReady(f"Model {self.name!r} has no exported networks in the model repository.")
+        return info.input_size
+
+    @property
+    def trained(self) -> bool:
+        infos = [self.backend.network(n) for n in self.networks]
+        return all(info is not None and info.trained for info in infos)
+
+    async def ready(self) -> bool:
+        for name in self.networks:
+            if self.backend.network(name) is None or not await self.backend.ready(name):
+                return False
+        return True
+
+    async def statuses(self) -> list[NetworkStatus]:
+        """Readiness and weights of each network."""
+        statuses = []
+        for name in self.networks:
+            network = self.backend.network(name)
+            ready = network is not None and await self.backend.ready(name)
+            statuses.append(
+                NetworkStatus(name=name, ready=ready, weights=network.weights if network else "missing")
+            )
+        return statuses
+
+    async def run(self, network: str, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """One batch-of-one call of ``network``; inputs without the batch dimension."""
+        outputs = await self.backend.infer(network, {k: v[None] for k, v in inputs.items()})
+        return {k: v[0] for k, v in outputs.items()}
+
+    async def cached(self, features: FeatureCache, network: str, image: np.ndarray) -> dict[str, np.ndarray]:
+        """``network``'s outputs on the letterboxed ``image``, from the session cache or computed
+        (and cached) now."""
+        data = await features.load(network)
+        if data is not None:
+            return unpack_arrays(data)
+        outputs = await self.run(network, image=image)
+        await features.save(network, pack_arrays(outputs))
+        return {k: v.astype(np.float16).astype(np.float32) for k, v in outputs.items()}
+
+
+class NetworkPipeline(NetworkRunner, Pipeline):
+    """A user-selectable pipeline (``model``) built on exported networks."""
+
+    async def info(self) -> ModelInfo:
+        statuses = await self.statuses()
+        trained = all(s.weights == "trained" for s in statuses)
+        detail = None if trained else "untrained: initial weights, never chosen by auto"
+        return ModelInfo(
+            name=self.name,
+            description=self.description,
+            backend=self.backend.name,
+            ready=all(s.ready for s in statuses),
+            trained=trained,
+            prompt_kinds=sorted(self.prompt_kinds),
+            automatic=self.automatic,
+            multi_round=self.multi_round,
+            networks=statuses,
+            detail=detail,
+        )

@@ -1,0 +1,193 @@
+"""The learned pipelines on the local backend (the TorchScript files of triton_repo/).
+
+These check behaviour that does not depend on how well the networks are trained: shapes,
+feature caching, round state, prompt support, routing; the quality of trained weights is
+the evaluation's business (``matteserve eval``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import httpx
+import numpy as np
+import pytest
+import redis
+
+from service.backends.base import read_networks
+from service.backends.local import LocalBackend
+from service.config import REPO_ROOT
+from service.pipelines.base import FeatureCache, RoundInput
+from service.pipelines.dfimat import DFIMatPipeline
+from service.pipelines.networks import pack_arrays, stability_score, unpack_arrays
+from service.pipelines.smat import SMatPipeline
+from service.store import keys
+from tests.conftest import ALICE
+from tests.service.test_sessions_http import BOX, create_session, fetch_alpha, run_round
+from tests.support.images import decode_png, encode, two_objects
+from tests.support.servers import ServerProcess
+
+REPOSITORY = REPO_ROOT / "triton_repo"
+
+
+class CountingBackend(LocalBackend):
+    """The real local backend, counting the calls per network."""
+
+    def __init__(self) -> None:
+        super().__init__(REPOSITORY, read_networks(REPOSITORY), anyio.CapacityLimiter(2), threads=2)
+        self.calls: dict[str, int] = {}
+
+    async def infer(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.calls[model] = self.calls.get(model, 0) + 1
+        return await super().infer(model, inputs)
+
+
+@pytest.mark.anyio
+async def test_dfimat_encodes_once_and_rounds_reuse_features_and_state() -> None:
+    backend = CountingBackend()
+    await backend.start()
+    pipeline = DFIMatPipeline(backend, text=None, limiter=anyio.CapacityLimiter(2))  # type: ignore[arg-type]
+    image, _, _ = two_objects(180, 240)
+    features = FeatureCache.in_memory()
+    await pipeline.prepare(image, features)
+    assert backend.calls == {"iscn_encoder": 1}
+    cached = unpack_arrays(await features.load("iscn_encoder"))
+    assert cached["features"].shape[0] == backend.network("iscn_decoder").io.input("features").dims[0]
+
+    from schemas.prompts import BoxPrompt, ClickPrompt
+
+    box = BoxPrompt(x0=20, y0=30, x1=150, y1=150)
+    first = await pipeline.run_round(RoundInput(image, [box], [box], None, None, features, 1))
+    click = ClickPrompt(x=190, y=90, label="bg")
+    second = await pipeline.run_round(
+        RoundInput(image, [box, click], [click], first.alpha, first.state, features, 2)
+    )
+    assert backend.calls == {"iscn_encoder": 1, "iscn_decoder": 2, "mrn": 2}, (
+        "rounds reuse the cached features"
+    )
+    for output in (first, second):
+        assert output.alpha.shape == (180, 240) and output.alpha.dtype == np.float32
+        assert output.alpha.min() >= 0.0 and output.alpha.max() <= 1.0
+        assert 0.0 <= output.score <= 1.0
+        s4 = pipeline.size // 4
+        assert unpack_arrays(output.state)["prev_mask"].shape == (s4, s4)
+    await backend.close()
+
+
+@pytest.mark.anyio
+async def test_smat_runs_automatic_without_prompts_and_caches_its_encoder() -> None:
+    backend = CountingBackend()
+    await backend.start()
+    pipeline = SMatPipeline(backend, anyio.CapacityLimiter(2))
+    image, _, _ = two_objects(120, 200)
+    features = FeatureCache.in_memory()
+    pipeline.check_prompts([])  # automatic mode is allowed
+    for n in (1, 2):
+        output = await pipeline.run_round(RoundInput(image, [], [], None, None, features, n))
+        assert output.alpha.shape == (120, 200)
+    assert backend.calls == {"smat_encoder": 1, "smat_decoder": 2}
+
+
+def test_feature_packing_is_compact_and_lossless_to_fp16() -> None:
+    rng = np.random.default_rng(0)
+    arrays = {"features": rng.normal(size=(8, 16, 16)).astype(np.float32), "kinds": np.arange(4)}
+    back = unpack_arrays(pack_arrays(arrays))
+    assert back["features"].dtype == np.float32 and back["kinds"].dtype == arrays["kinds"].dtype
+    assert np.array_equal(back["features"], arrays["features"].astype(np.float16).astype(np.float32))
+    assert np.array_equal(back["kinds"], arrays["kinds"])
+    assert stability_score(np.zeros((4, 4))) == 1.0
+    assert stability_score(np.full((4, 4), 0.5)) == 0.0
+
+
+def test_models_report_untrained_networks_and_auto_avoids_them(api_server: ServerProcess) -> None:
+    models = httpx.get(f"{api_server.url}/v1/models", headers=ALICE).json()
+    by_name = {m["name"]: m for m in models["models"]}
+    assert {"classical", "dfimat", "semat", "smat"} <= set(by_name)
+    networks = {n["name"]: n for m in models["models"] for n in m["networks"]}
+    assert set(networks) >= {"iscn_encoder", "iscn_decoder", "mrn", "semat", "smat_encoder", "smat_decoder"}
+    for name in ("dfimat", "semat", "smat"):
+        model = by_name[name]
+        assert model["backend"] == "local" and model["ready"]
+        if not model["trained"]:
+            assert model["detail"] and "untrained" in model["detail"]
+            assert name not in models["auto"].values(), "auto never routes to an untrained model"
+    assert models["instances"]["networks"][-1]["name"] == "instmatt"
+
+
+def test_dfimat_session_caches_features_in_redis_and_runs_rounds(
+    api_server: ServerProcess, redis_client: redis.Redis
+) -> None:
+    image, _, distractor = two_objects()
+    session = create_session(api_server, image, ALICE, model="dfimat")
+    sid = session["session_id"]
+    assert "iscn_encoder" in session["timings_ms"]
+    feature_key = keys.features(sid, "iscn_encoder")
+    stored = redis_client.get(feature_key)
+    assert stored is not None and 0 < len(stored) < 2_000_000
+    first = run_round(api_server, sid, [BOX], ALICE)
+    assert first.status_code == 200, first.text
+    assert first.json()["model"] == "dfimat" and {"iscn_decoder", "mrn"} <= first.json()["timings_ms"].keys()
+    ys, xs = np.nonzero(distractor)
+    second = run_round(
+        api_server,
+        sid,
+        [{"type": "click", "x": float(xs.mean()), "y": float(ys.mean()), "label": "bg"}],
+        ALICE,
+    )
+    assert second.status_code == 200 and second.json()["round"] == 2
+    assert redis_client.get(feature_key) == stored, "features are computed once per session"
+    assert redis_client.exists(keys.state(sid, 2))
+    assert fetch_alpha(api_server, sid, 2, ALICE).shape == image.shape[:2]
+    # Switching pipelines mid-session: classical continues from dfimat's matte.
+    third = run_round(api_server, sid, [], ALICE, model="classical")
+    assert third.status_code == 200 and third.json()["model"] == "classical"
+
+
+def test_model_specific_prompt_support(api_server: ServerProcess) -> None:
+    image, _, _ = two_objects()
+    sid = create_session(api_server, image, ALICE, model="semat")["session_id"]
+    refused = run_round(api_server, sid, [{"type": "click", "x": 100, "y": 100}], ALICE)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "unsupported_prompt"
+    assert run_round(api_server, sid, [BOX], ALICE).json()["model"] == "semat"
+    automatic = httpx.post(
+        f"{api_server.url}/v1/matte",
+        files={"image": ("a.png", encode(image), "image/png")},
+        data={"model": "smat", "output": "alpha", "prompts": "[]"},
+        headers=ALICE,
+        timeout=60,
+    )
+    assert automatic.status_code == 200 and decode_png(automatic.content).shape == image.shape[:2]
+    needs_prompt = httpx.post(
+        f"{api_server.url}/v1/matte",
+        files={"image": ("a.png", encode(image), "image/png")},
+        data={"model": "dfimat", "prompts": "[]"},
+        headers=ALICE,
+        timeout=60,
+    )
+    assert needs_prompt.status_code == 400 and needs_prompt.json()["error"]["code"] == "prompt_required"
+
+
+def test_instances_route_answers_the_documented_shape(api_server: ServerProcess) -> None:
+    image, _, _ = two_objects()
+    response = httpx.post(
+        f"{api_server.url}/v1/instances",
+        files={"image": ("a.png", encode(image), "image/png")},
+        headers=ALICE,
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["width"], body["height"]) == (480, 360)
+    assert {"iscn_encoder", "iscn_decoder"} <= body["timings_ms"].keys()
+    for instance in body["instances"]:
+        x0, y0, x1, y1 = instance["box"]
+        assert 0 <= x0 < x1 <= 480 and 0 <= y0 < y1 <= 360 and 0 <= instance["score"] <= 1
+        import base64
+
+        assert decode_png(base64.b64decode(instance["alpha_png_base64"])).shape == (360, 480)
+    bad = httpx.post(
+        f"{api_server.url}/v1/instances", files={"image": ("a.txt", b"nope", "text/plain")}, headers=ALICE
+    )
+    assert bad.status_code == 415
+    assert json.loads(bad.text)["error"]["code"] == "unsupported_media_type"
