@@ -26,7 +26,7 @@ from service.store import keys
 from tests.conftest import ALICE
 from tests.service.test_sessions_http import BOX, create_session, fetch_alpha, run_round
 from tests.support.images import decode_png, encode, two_objects
-from tests.support.servers import ServerProcess
+from service.process import ServerProcess
 
 REPOSITORY = REPO_ROOT / "triton_repo"
 

@@ -15,7 +15,7 @@ from service.store import keys
 from tests.conftest import ALICE, server_env
 from tests.service.test_sessions_http import BOX, create_session, run_round
 from tests.support.images import encode, two_objects
-from tests.support.servers import ServerProcess, start_server
+from service.process import ServerProcess, start_server
 from tests.support.waiting import wait_until
 
 TTL_S = 2

@@ -13,7 +13,7 @@ import redis
 from service.store import keys
 from tests.conftest import ALICE, BOB
 from tests.support.images import decode_png, encode, iou, two_objects
-from tests.support.servers import ServerProcess
+from service.process import ServerProcess
 
 
 def create_session(server: ServerProcess, image: np.ndarray, headers: dict[str, str], **form: str) -> dict:

@@ -1,4 +1,4 @@
-"""Start real matteserve server processes (uvicorn) for tests, and stop them."""
+"""Running the API as a child process (uvicorn) on a loopback port: for tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import httpx
 
 from service.redis_runtime import free_port
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
