@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from service.redis_runtime import DEFAULT_LOCAL_URL, answers, start_redis
-from tests.support.servers import ServerProcess, start_server
+from service.process import ServerProcess, start_server
 
 API_KEYS = "alice-key:alice,bob-key:bob,carol-key:carol"
 ALICE = {"Authorization": "Bearer alice-key"}
