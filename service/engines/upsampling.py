@@ -27,9 +27,12 @@ def _box(x: np.ndarray) -> np.ndarray:
     return cv2.boxFilter(x, -1, (2 * RADIUS + 1, 2 * RADIUS + 1), borderType=cv2.BORDER_REFLECT)
 
 
-def guided_coefficients(alpha: np.ndarray, guide: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def guided_coefficients(
+    alpha: np.ndarray, guide: np.ndarray, where: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Fit alpha ≈ a·I + b per pixel: ``alpha`` (h, w), ``guide`` (h, w, 3) float in [0, 1] ->
-    (a (h, w, 3), b (h, w)), both box-averaged as in the guided filter."""
+    (a (h, w, 3), b (h, w)), both box-averaged as in the guided filter. With ``where`` (h, w)
+    bool, the 3x3 systems are solved only there (elsewhere a = 0, b = the local mean)."""
     mean_i = _box(guide)
     mean_p = _box(alpha)
     cov_ip = _box(guide * alpha[..., None]) - mean_i * mean_p[..., None]
@@ -40,7 +43,11 @@ def guided_coefficients(alpha: np.ndarray, guide: np.ndarray) -> tuple[np.ndarra
                 _box(guide[..., i] * guide[..., j]) - mean_i[..., i] * mean_i[..., j]
             )
     var += EPS * np.eye(3, dtype=np.float32)
-    a = np.linalg.solve(var, cov_ip[..., None])[..., 0]
+    a = np.zeros_like(mean_i)
+    if where is None:
+        a = np.linalg.solve(var, cov_ip[..., None])[..., 0]
+    else:
+        a[where] = np.linalg.solve(var[where], cov_ip[where][..., None])[..., 0]
     b = mean_p - (a * mean_i).sum(axis=-1)
     return _box(a), _box(b)
 
@@ -67,7 +74,11 @@ def upsample_alpha(alpha: np.ndarray, image: np.ndarray) -> np.ndarray:
     top, bottom = int(np.floor(y0 * sy)), min(height, int(np.ceil(y1 * sy)))
     left, right = int(np.floor(x0 * sx)), min(width, int(np.ceil(x1 * sx)))
     guide_small = cv2.resize(image, (small_w, small_h), interpolation=cv2.INTER_AREA)
-    a, b = guided_coefficients(alpha[y0:y1, x0:x1], guide_small[y0:y1, x0:x1].astype(np.float32) / 255.0)
+    # Coefficients matter within one box radius of the band (they are box-averaged once more).
+    solve_at = cv2.dilate(band_small[y0:y1, x0:x1], np.ones((4 * RADIUS + 1, 4 * RADIUS + 1), np.uint8)) > 0
+    a, b = guided_coefficients(
+        alpha[y0:y1, x0:x1], guide_small[y0:y1, x0:x1].astype(np.float32) / 255.0, where=solve_at
+    )
     size = (right - left, bottom - top)
     a = cv2.resize(a, size, interpolation=cv2.INTER_LINEAR)
     b = cv2.resize(b, size, interpolation=cv2.INTER_LINEAR)
