@@ -110,10 +110,14 @@ def cutout(
     prompts = parse_cli_prompts(box, click, scribble, text, scribble_radius)
     kind = "alpha" if alpha else "cutout"
     if server:
-        from service.client import MatteClient
+        from service.client import MatteClient, MatteServerError
 
-        with MatteClient(server, api_key=api_key) as client:
-            png = client.matte(image.read_bytes(), prompts, output=kind, model=model)
+        try:
+            with MatteClient(server, api_key=api_key) as client:
+                png = client.matte(image.read_bytes(), prompts, output=kind, model=model)
+        except MatteServerError as exc:
+            console.print(f"[red]{exc.code}[/]: {exc.message}")
+            raise typer.Exit(2) from None
     else:
         png = asyncio.run(_cutout_in_process(image.read_bytes(), prompts, model, kind))
     output.write_bytes(png)

@@ -32,6 +32,7 @@ from service.imaging import resize_long_side
 from service.prompts import boxes, draw_marks
 
 GRABCUT_ITERATIONS = 5
+GRABCUT_SEED = 12345
 FLOOD_TOLERANCE = 24  # per-channel colour difference (0-255) for the region a background mark removes
 
 
@@ -146,6 +147,9 @@ def _grabcut(
     bgd_model = np.zeros((1, 65), np.float64)
     fgd_model = np.zeros((1, 65), np.float64)
     bgr = cv2.cvtColor(work, cv2.COLOR_RGB2BGR)
+    # GrabCut seeds its colour models with k-means from OpenCV's per-thread RNG: fix the seed
+    # so the same marks always give the same matte, whichever worker thread runs it.
+    cv2.setRNGSeed(GRABCUT_SEED)
     cv2.grabCut(bgr, gc, None, bgd_model, fgd_model, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_MASK)
     return np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
 

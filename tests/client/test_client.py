@@ -1,0 +1,273 @@
+"""The Python client (sync and async) against a real server process and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from schemas import (
+    BoxPrompt,
+    ClickPrompt,
+    InstancesResponse,
+    ModelsResponse,
+    ResultMessage,
+    RoundResult,
+    SessionCreated,
+    SessionInfo,
+    TextPrompt,
+    UndoResult,
+)
+from service.cli import app
+from service.client import AsyncMatteClient, MatteClient, MatteServerError
+from service.process import ServerProcess
+from service.redis_runtime import free_port
+from tests.support.images import decode_png, encode, iou, two_objects
+
+KEY = "alice-key"
+BOX = BoxPrompt(x0=60, y0=70, x1=400, y1=290)
+
+
+def same_matte(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two mattes of the same request computed separately are identical (the engine is
+    deterministic: GrabCut's k-means is seeded)."""
+    return a.shape == b.shape and np.array_equal(a, b)
+
+
+def bg_click_on_distractor(distractor: np.ndarray) -> dict:
+    """A background click (as a wire dict) in the middle of the blue distractor square."""
+    ys, xs = np.nonzero(distractor)
+    return {"type": "click", "x": float(xs.mean()), "y": float(ys.mean()), "label": "bg"}
+
+
+def test_session_lifecycle_over_http(api_server: ServerProcess, tmp_path: Path) -> None:
+    image, target, distractor = two_objects()
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(encode(image))
+    with MatteClient(api_server.url, api_key=KEY) as client:
+        models = client.models()
+        assert isinstance(models, ModelsResponse)
+        assert "classical" in {m.name for m in models.models}
+
+        # the three image inputs: array, encoded bytes, path
+        for source in (image, encode(image, "JPEG", quality=95), photo):
+            created = client.create_session(source, model="classical")
+            assert isinstance(created, SessionCreated) and (created.width, created.height) == (480, 360)
+        sid = created.session_id
+
+        first = client.run_round(sid, [BOX], request_id="r1")
+        assert isinstance(first, RoundResult) and first.round == 1 and first.model == "classical"
+        assert client.run_round(sid, [BOX], request_id="r1").round == 1  # replayed, not applied twice
+        second = client.run_round(sid, [bg_click_on_distractor(distractor)])
+        assert second.round == 2 and "total" in second.timings_ms
+
+        info = client.session(sid)
+        assert isinstance(info, SessionInfo)
+        assert [r.round for r in info.rounds] == [1, 2]
+        assert info.rounds[0].prompts == [BOX] and isinstance(info.rounds[1].prompts[0], ClickPrompt)
+
+        alpha = client.alpha(sid, 2)
+        assert isinstance(alpha, np.ndarray) and alpha.shape == (360, 480) and alpha.dtype == np.uint8
+        assert iou(alpha / 255.0, target) > 0.9
+        png = client.alpha(sid, 2, as_array=False)
+        assert isinstance(png, bytes) and png.startswith(b"\x89PNG")
+        assert np.array_equal(decode_png(png), alpha)
+        cutout = client.cutout(sid, 2)
+        assert cutout.shape == (360, 480, 4) and cutout.dtype == np.uint8
+        assert np.array_equal(cutout[..., 3], alpha)
+        assert client.cutout(sid, 1, as_array=False).startswith(b"\x89PNG")
+
+        undone = client.undo(sid)
+        assert isinstance(undone, UndoResult) and undone.round == 1
+        assert [r.round for r in client.session(sid).rounds] == [1]
+
+        client.delete(sid)
+        with pytest.raises(MatteServerError) as gone:
+            client.session(sid)
+        assert (gone.value.code, gone.value.status) == ("session_not_found", 404)
+
+
+def test_server_errors_become_exceptions_with_the_servers_code(api_server: ServerProcess) -> None:
+    image, _, _ = two_objects()
+    with MatteClient(api_server.url, api_key=KEY) as client:
+        sid = client.create_session(image, model="classical").session_id
+        cases = [
+            (lambda: client.run_round(sid, [TextPrompt(text="the red disc")]), "unsupported_prompt", 400),
+            (lambda: client.run_round(sid, [ClickPrompt(x=9999, y=1)]), "prompt_out_of_range", 400),
+            (lambda: client.undo(sid), "nothing_to_undo", None),
+            (lambda: client.alpha(sid, 7), None, 404),
+            (lambda: client.session("no-such-session"), "session_not_found", 404),
+            (lambda: client.create_session(b"not an image at all"), "unsupported_media_type", 415),
+        ]
+        for call, code, status in cases:
+            with pytest.raises(MatteServerError) as caught:
+                call()
+            error = caught.value
+            assert error.message and error.code == (code or error.code)
+            assert error.status == (status or error.status) and error.status >= 400
+        with pytest.raises(ValueError, match="wire schema"):
+            client.run_round(sid, [{"type": "click", "x": 1}])  # refused before it is sent
+
+    with MatteClient(api_server.url, api_key="wrong-key") as client, pytest.raises(MatteServerError) as bad:
+        client.models()
+    assert (bad.value.code, bad.value.status) == ("invalid_api_key", 401)
+    with MatteClient(api_server.url) as client, pytest.raises(MatteServerError) as anonymous:
+        client.models()
+    assert anonymous.value.status == 401 and "API key" in anonymous.value.message
+    nobody = f"http://127.0.0.1:{free_port()}"
+    with MatteClient(nobody, timeout=5) as client, pytest.raises(MatteServerError) as unreachable:
+        client.models()
+    assert unreachable.value.code == "unreachable" and unreachable.value.status is None
+
+
+def test_instances_answers_the_documented_response_or_the_servers_error(api_server: ServerProcess) -> None:
+    image, _, _ = two_objects()
+    direct = httpx.post(
+        f"{api_server.url}/v1/instances",
+        files={"image": ("photo.png", encode(image), "image/png")},
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=120,
+    )
+    with MatteClient(api_server.url, api_key=KEY) as client:
+        if direct.is_success:
+            found = client.instances(image)
+            assert isinstance(found, InstancesResponse) and (found.width, found.height) == (480, 360)
+        else:
+            with pytest.raises(MatteServerError) as caught:
+                client.instances(image)
+            error = direct.json()["error"]
+            assert (caught.value.code, caught.value.message, caught.value.status) == (
+                error["code"],
+                error["message"],
+                direct.status_code,
+            )
+
+
+def test_one_shot_matte(api_server: ServerProcess) -> None:
+    image, target, distractor = two_objects()
+    prompts = [BOX, bg_click_on_distractor(distractor)]
+    with MatteClient(api_server.url, api_key=KEY) as client:
+        rgba = decode_png(client.matte(image, prompts, model="classical"))
+        alpha = decode_png(client.matte(encode(image), prompts, output="alpha", model="classical"))
+        with pytest.raises(MatteServerError) as caught:
+            client.matte(image, [TextPrompt(text="a disc")], model="classical")
+    assert rgba.shape == (360, 480, 4) and alpha.shape == (360, 480)
+    assert iou(alpha / 255.0, target) > 0.9 and same_matte(rgba[..., 3], alpha)
+    assert caught.value.code == "unsupported_prompt"
+
+
+def test_streaming_rounds_over_the_websocket(api_server: ServerProcess) -> None:
+    image, target, distractor = two_objects()
+    with MatteClient(api_server.url, api_key=KEY) as client:
+        sid = client.create_session(image, model="classical").session_id
+        with client.stream(sid) as stream:
+            assert (stream.ready.session_id, stream.ready.rounds) == (sid, 0)
+            first, alpha1 = stream.round([BOX], request_id="first")
+            assert isinstance(first, ResultMessage) and first.round == 1 and first.request_id == "first"
+            assert alpha1.shape == (360, 480) and alpha1.dtype == np.uint8
+
+            with pytest.raises(MatteServerError) as refused:
+                stream.round([TextPrompt(text="the red disc")], model="classical")
+            assert refused.value.code == "unsupported_prompt" and refused.value.message
+            stream.ping()  # the socket stayed open after the error
+
+            second, alpha2 = stream.round([bg_click_on_distractor(distractor)])
+            assert second.round == 2 and iou(alpha2 / 255.0, target) > 0.9
+            assert np.array_equal(alpha2, client.alpha(sid, 2))
+
+            undone, current = stream.undo()
+            assert undone.round == 1 and np.array_equal(current, alpha1)
+            undone, current = stream.undo()
+            assert undone.round == 0 and current is None
+            with pytest.raises(MatteServerError) as nothing:
+                stream.undo()
+            assert nothing.value.code == "nothing_to_undo"
+
+        with pytest.raises(MatteServerError) as unknown, client.stream("no-such-session"):
+            pass
+        assert (unknown.value.code, unknown.value.status) == ("session_not_found", 404)
+    stranger = MatteClient(api_server.url, api_key="wrong-key")
+    with stranger, pytest.raises(MatteServerError) as bad_key, stranger.stream(sid):
+        pass
+    assert (bad_key.value.code, bad_key.value.status) == ("invalid_api_key", 401)
+
+
+def test_async_client(api_server: ServerProcess) -> None:
+    image, target, distractor = two_objects()
+
+    async def scenario() -> None:
+        async with AsyncMatteClient(api_server.url, api_key=KEY) as client:
+            assert "classical" in {m.name for m in (await client.models()).models}
+            sid = (await client.create_session(image, model="classical")).session_id
+            assert (await client.run_round(sid, [BOX])).round == 1
+            async with client.stream(sid) as stream:
+                assert stream.ready.rounds == 1
+                second, alpha2 = await stream.round([bg_click_on_distractor(distractor)])
+                assert second.round == 2 and iou(alpha2 / 255.0, target) > 0.9
+                with pytest.raises(MatteServerError) as refused:
+                    await stream.round([TextPrompt(text="the disc")])
+                assert refused.value.code == "unsupported_prompt"
+                await stream.ping()
+                undone, alpha1 = await stream.undo()
+                assert undone.round == 1 and np.array_equal(alpha1, await client.alpha(sid, 1))
+            info = await client.session(sid)
+            assert [r.round for r in info.rounds] == [1]
+            cutout = await client.cutout(sid, 1)
+            assert cutout.shape == (360, 480, 4)
+            assert (await client.alpha(sid, 1, as_array=False)).startswith(b"\x89PNG")
+            assert (await client.cutout(sid, 1, as_array=False)).startswith(b"\x89PNG")
+            assert (await client.undo(sid)).round == 0
+            one_shot = decode_png(await client.matte(image, [BOX], output="alpha"))
+            assert one_shot.shape == (360, 480)
+            try:
+                found = await client.instances(image)
+                assert isinstance(found, InstancesResponse)
+            except MatteServerError as exc:
+                assert exc.code and exc.message and exc.status
+            await client.delete(sid)
+            with pytest.raises(MatteServerError) as gone:
+                await client.session(sid)
+            assert gone.value.code == "session_not_found"
+            with pytest.raises(MatteServerError) as unknown:
+                async with client.stream(sid):
+                    pass
+            assert unknown.value.status == 404
+        async with AsyncMatteClient(api_server.url, api_key="wrong-key") as stranger:
+            with pytest.raises(MatteServerError) as bad:
+                await stranger.create_session(image)
+            assert (bad.value.code, bad.value.status) == ("invalid_api_key", 401)
+
+    asyncio.run(scenario())
+
+
+def test_cli_cutout_against_a_server(api_server: ServerProcess, tmp_path: Path) -> None:
+    image, target, distractor = two_objects()
+    source = tmp_path / "photo.png"
+    source.write_bytes(encode(image))
+    click = bg_click_on_distractor(distractor)
+    marks = ["--box", "60,70,400,290", "--click", f"{click['x']},{click['y']},bg", "--model", "classical"]
+    server = ["--server", api_server.url, "--api-key", KEY]
+
+    out = tmp_path / "cutout.png"
+    result = CliRunner().invoke(app, ["cutout", str(source), *marks, *server, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    rgba = decode_png(out.read_bytes())
+    assert rgba.shape == (360, 480, 4) and iou(rgba[..., 3] / 255.0, target) > 0.9
+
+    alpha_out = tmp_path / "alpha.png"
+    result = CliRunner().invoke(
+        app, ["cutout", str(source), *marks, *server, "--alpha", "-o", str(alpha_out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert same_matte(decode_png(alpha_out.read_bytes()), rgba[..., 3])
+
+    refused = CliRunner().invoke(
+        app, ["cutout", str(source), *marks, "--server", api_server.url, "--api-key", "nope", "-o", str(out)]
+    )
+    assert refused.exit_code != 0
+    shown = isinstance(refused.exception, MatteServerError) and refused.exception.code == "invalid_api_key"
+    assert shown or "invalid_api_key" in refused.output
