@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from service.redis_runtime import DEFAULT_LOCAL_URL, answers, start_redis
 from service.process import ServerProcess, start_server
+from service.redis_runtime import DEFAULT_LOCAL_URL, answers, start_redis
 
 API_KEYS = "alice-key:alice,bob-key:bob,carol-key:carol"
 ALICE = {"Authorization": "Bearer alice-key"}

@@ -22,11 +22,11 @@ from service.pipelines.base import FeatureCache, RoundInput
 from service.pipelines.dfimat import DFIMatPipeline
 from service.pipelines.networks import pack_arrays, stability_score, unpack_arrays
 from service.pipelines.smat import SMatPipeline
+from service.process import ServerProcess
 from service.store import keys
 from tests.conftest import ALICE
 from tests.service.test_sessions_http import BOX, create_session, fetch_alpha, run_round
 from tests.support.images import decode_png, encode, two_objects
-from service.process import ServerProcess
 
 REPOSITORY = REPO_ROOT / "triton_repo"
 

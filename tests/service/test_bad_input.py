@@ -9,11 +9,11 @@ import httpx
 import numpy as np
 import pytest
 
+from service.process import ServerProcess
 from tests.conftest import ALICE, MAX_UPLOAD_BYTES
 from tests.service.test_sessions_http import BOX, create_session, run_round
 from tests.support.bombs import png_bomb
 from tests.support.images import encode, two_objects
-from service.process import ServerProcess
 
 IMAGE, _, _ = two_objects()
 PNG = encode(IMAGE)

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from service.cli import app, parse_cli_prompts
 from service.config import Settings
+from service.process import REPO
 from service.redis_runtime import answers, free_port, resolve_redis
 from tests.support.images import decode_png, encode, iou, two_objects
-from service.process import REPO
 from tests.support.waiting import wait_until
 
 

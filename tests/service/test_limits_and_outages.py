@@ -10,12 +10,12 @@ import httpx
 import pytest
 import redis
 
+from service.process import ServerProcess, start_server
 from service.redis_runtime import RedisProcess, start_redis
 from service.store import keys
 from tests.conftest import ALICE, server_env
 from tests.service.test_sessions_http import BOX, create_session, run_round
 from tests.support.images import encode, two_objects
-from service.process import ServerProcess, start_server
 from tests.support.waiting import wait_until
 
 TTL_S = 2

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import redis
 
+from service.process import ServerProcess
 from service.store import keys
 from tests.conftest import ALICE, BOB
 from tests.support.images import decode_png, encode, iou, two_objects
-from service.process import ServerProcess
 
 
 def create_session(server: ServerProcess, image: np.ndarray, headers: dict[str, str], **form: str) -> dict:

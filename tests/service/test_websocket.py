@@ -10,10 +10,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from service.process import ServerProcess
 from tests.conftest import ALICE, BOB
 from tests.service.test_sessions_http import BOX, create_session
 from tests.support.images import decode_png, iou, two_objects
-from service.process import ServerProcess
 
 
 def socket_url(server: ServerProcess, sid: str, key: str | None = "alice-key") -> str:

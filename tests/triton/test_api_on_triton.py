@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from service.config import REPO_ROOT
+from service.process import ServerProcess, start_server
 from service.triton_local import TritonLocalServer
 from tests.conftest import ALICE, server_env
 from tests.service.test_sessions_http import BOX, create_session, fetch_alpha, run_round
 from tests.support.images import two_objects
-from service.process import ServerProcess, start_server
 from tests.support.waiting import wait_until
 
 REPOSITORY = REPO_ROOT / "triton_repo"
