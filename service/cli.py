@@ -291,6 +291,53 @@ async def _evaluate(
     console.print(f"wrote {out / f'eval_{stem}.json'} and {out / f'eval_{stem}.png'}")
 
 
+@app.command("calibrate-auto")
+def calibrate_auto(
+    data: Annotated[
+        str, typer.Option(help="Evaluation data: a folder, or synthetic:N[@SIZE].")
+    ] = "synthetic:30@512",
+    limit: Annotated[int | None, typer.Option(help="At most this many targets.")] = 40,
+    out: Annotated[Path, typer.Option(help="Routing table to write.")] = Path("triton_repo/auto_routes.json"),
+    markdown_out: Annotated[
+        Path | None, typer.Option(help="Also write the figures as a Markdown table.")
+    ] = None,
+) -> None:
+    """Measure every pipeline per prompt situation and write auto's routing table from the figures."""
+    import json
+
+    from service.evaluation.routing import markdown
+
+    document = asyncio.run(_calibrate(data, limit))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=2) + "\n")
+    table = markdown(document)
+    Console(width=160).print(table)
+    if markdown_out is not None:
+        markdown_out.parent.mkdir(parents=True, exist_ok=True)
+        markdown_out.write_text(table)
+    console.print(f"routes {document['routes']} -> {out}")
+
+
+async def _calibrate(data: str, limit: int | None) -> dict:
+    import anyio
+
+    from service.config import Settings
+    from service.evaluation.routing import calibrate
+    from service.evaluation.samples import samples
+    from service.pipelines.factory import build_registry, close_registry
+
+    registry = await build_registry(Settings(), anyio.CapacityLimiter(os.cpu_count() or 1))
+    try:
+        items = list(samples(data, limit=limit))
+        console.print(f"calibrating auto on {len(items)} targets of {data} ...")
+        document = await calibrate(registry, items)
+    finally:
+        await close_registry(registry)
+    document["data"] = data
+    document["targets"] = len(items)
+    return document
+
+
 def main() -> None:  # pragma: no cover
     logging.basicConfig(level=logging.INFO)
     app()
