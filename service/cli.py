@@ -159,13 +159,22 @@ def export(
     preset: Annotated[str, typer.Option(help="Size preset: tiny (shipped) or paper.")] = "tiny",
     instance_count: Annotated[int, typer.Option(help="instance_group count per model.")] = 1,
     instance_kind: Annotated[str, typer.Option(help="KIND_GPU or KIND_CPU.")] = "KIND_GPU",
-    weights_dir: Annotated[Path | None, typer.Option(help="Trained <family>.pt state dicts to load.")] = None,
+    weights_dir: Annotated[
+        Path | None,
+        typer.Option(help="Trained <family>.pt state dicts to load [default: the shipped models/weights/]."),
+    ] = None,
+    untrained: Annotated[bool, typer.Option(help="Export initial (untrained) weights.")] = False,
     model: Annotated[list[str], typer.Option(help="Export only these models (repeatable).")] = [],  # noqa: B006
 ) -> None:
     """Export the networks to TorchScript and write model.pt + config.pbtxt per model into the repository."""
     import torch
 
-    from models.export import export_all
+    from models.export import SHIPPED_WEIGHTS, export_all
+
+    if untrained:
+        weights_dir = None
+    elif weights_dir is None:
+        weights_dir = SHIPPED_WEIGHTS
 
     torch.set_grad_enabled(False)
     written = export_all(
@@ -179,6 +188,21 @@ def export(
     )
     for name, path in written.items():
         console.print(f"{name:14s} {path}  ({(path / '1' / 'model.pt').stat().st_size / 1e6:.1f} MB)")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(
+    ctx: typer.Context,
+    family: Annotated[str, typer.Argument(help="iscn, mrn, semat, smat or instmatt (iscn first).")],
+) -> None:
+    """Train one network on the project's synthetic data and write models/weights/<family>.{pt,json}.
+
+    Options are those of ``python -m models.train --help`` (``--preset``, ``--steps``,
+    ``--time-budget-min``, ``--resume``, ``--size``, ``--batch-size``, ``--device``, ...).
+    """
+    from models.train.cli import cli as train_cli
+
+    train_cli([family, *ctx.args])
 
 
 @app.command("triton-local")

@@ -25,7 +25,9 @@ from models.registry import build_model, export_module, family_of
 
 SMALL = 64
 REPO = Path(__file__).resolve().parents[2] / "triton_repo"
+WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "weights"
 BUDGET_BYTES = 30_000_000
+SHIPPED_BUDGET_BYTES = 40_000_000  # triton_repo/ + models/weights/
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +40,10 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
-def _eager(name: str, preset: str = "tiny", seed: int = 0) -> torch.nn.Module:
-    model, _, _ = build_for_export(family_of(name), preset, seed)
+def _eager(
+    name: str, preset: str = "tiny", seed: int = 0, weights_dir: Path | None = None
+) -> torch.nn.Module:
+    model, _, _ = build_for_export(family_of(name), preset, seed, weights_dir)
     return export_module(name, model).eval()
 
 
@@ -143,11 +147,14 @@ def test_weights_dir_marks_models_trained(tmp_path: Path) -> None:
 
 
 def test_committed_repo_is_what_export_generates() -> None:
-    """``triton_repo/`` is generated: regenerate each model at its recorded settings and compare."""
+    """``triton_repo/`` is generated: regenerate each model at its recorded settings (from
+    ``models/weights/`` when its config says trained) and compare."""
     names = sorted(p.name for p in REPO.iterdir() if (p / "config.pbtxt").is_file())
     assert names == sorted(EXPORTED_MODELS)
     total = sum(f.stat().st_size for f in REPO.rglob("*") if f.is_file())
     assert total <= BUDGET_BYTES, f"triton_repo is {total / 1e6:.1f} MB"
+    shipped = total + sum(f.stat().st_size for f in WEIGHTS.rglob("*") if f.is_file())
+    assert shipped <= SHIPPED_BUDGET_BYTES, f"triton_repo + models/weights are {shipped / 1e6:.1f} MB"
     for name in names:
         text = (REPO / name / "config.pbtxt").read_text()
         cfg = parse_config(text)
@@ -158,9 +165,15 @@ def test_committed_repo_is_what_export_generates() -> None:
         io = model_io(name, settings.size, settings.preset)
         assert text == config_text(triton_config(io, settings, weights, provenance)), name
         traced = torch.jit.load(str(REPO / name / "1" / "model.pt"))
-        if weights != "untrained":
-            continue
-        eager = _eager(name, settings.preset, settings.seed)
+        weights_dir = None
+        if weights == "trained":
+            # Trained models are regenerated from the shipped state dicts in models/weights/.
+            weights_dir = WEIGHTS
+            family = family_of(name)
+            assert (WEIGHTS / f"{family}.pt").is_file(), name
+            assert provenance == f"{family}.json", name
+            assert (REPO / name / provenance).read_text() == (WEIGHTS / provenance).read_text(), name
+        eager = _eager(name, settings.preset, settings.seed, weights_dir)
         # Traced modules also keep non-persistent buffers (e.g. the ImageNet mean/std).
         ours = {**dict(eager.named_parameters()), **dict(eager.named_buffers())}
         theirs = traced.state_dict()

@@ -1,0 +1,5 @@
+"""``python -m models.train <family>``."""
+
+from models.train.cli import cli
+
+cli()
