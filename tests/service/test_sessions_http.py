@@ -221,7 +221,7 @@ def test_one_shot_matte_returns_png(api_server: ServerProcess) -> None:
     response = httpx.post(
         f"{api_server.url}/v1/matte",
         files={"image": ("p.png", encode(image), "image/png")},
-        data={"prompts": prompts, "output": "alpha"},
+        data={"prompts": prompts, "output": "alpha", "model": "classical"},
         headers=ALICE,
         timeout=60,
     )
@@ -236,7 +236,11 @@ def test_one_shot_matte_returns_png(api_server: ServerProcess) -> None:
         headers=ALICE,
         timeout=60,
     )
+    assert cut.status_code == 200, cut.text
     assert decode_png(cut.content).shape == (360, 480, 4)
+    # model=auto (the default) follows the committed routing table: box + click is "mix".
+    routes = httpx.get(f"{api_server.url}/v1/models", headers=ALICE).json()["auto"]
+    assert cut.headers["x-matteserve-model"] == routes["mix"]
 
 
 def test_models_metrics_and_health(api_server: ServerProcess) -> None:

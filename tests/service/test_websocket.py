@@ -23,7 +23,7 @@ def socket_url(server: ServerProcess, sid: str, key: str | None = "alice-key") -
 
 def test_rounds_and_undo_over_the_socket(api_server: ServerProcess) -> None:
     image, target, distractor = two_objects()
-    sid = create_session(api_server, image, ALICE)["session_id"]
+    sid = create_session(api_server, image, ALICE, model="classical")["session_id"]
     ys, xs = np.nonzero(distractor)
     with connect(socket_url(api_server, sid), max_size=None) as ws:
         ready = json.loads(ws.recv(timeout=30))
