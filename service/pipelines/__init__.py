@@ -71,7 +71,8 @@ class PipelineRegistry:
         )
 
     async def auto_table(self) -> dict[str, str]:
-        """What ``auto`` currently resolves to for each single-kind situation (for /v1/models)."""
+        """What ``auto`` currently resolves to for each situation (for /v1/models); ``mix`` is
+        shown for box + clicks."""
         table: dict[str, str] = {}
         for row, kinds in (
             ("none", []),
@@ -79,6 +80,7 @@ class PipelineRegistry:
             ("scribble", ["scribble"]),
             ("box", ["box"]),
             ("text", ["text"]),
+            ("mix", ["box", "click"]),
         ):
             prompts = [_example(kind) for kind in kinds]
             try:

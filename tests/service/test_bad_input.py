@@ -224,7 +224,7 @@ def test_bad_input_is_refused_clearly(case: Case, api_server: ServerProcess, liv
 
 
 def test_background_click_alone_in_round_one_asks_for_a_foreground_mark(api_server: ServerProcess) -> None:
-    sid = create_session(api_server, IMAGE, ALICE)["session_id"]
+    sid = create_session(api_server, IMAGE, ALICE, model="classical")["session_id"]
     response = run_round(api_server, sid, [click(20, 20, "bg")], ALICE)
     assert response.status_code == 400 and response.json()["error"]["code"] == "prompt_required"
 

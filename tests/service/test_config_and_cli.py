@@ -97,7 +97,19 @@ def test_cutout_command_in_process(tmp_path) -> None:
     source.write_bytes(encode(image))
     out = tmp_path / "cut.png"
     result = CliRunner().invoke(
-        app, ["cutout", str(source), "--box", "60,70,400,290", "--click", "340,185,bg", "-o", str(out)]
+        app,
+        [
+            "cutout",
+            str(source),
+            "--box",
+            "60,70,400,290",
+            "--click",
+            "340,185,bg",
+            "--model",
+            "classical",
+            "-o",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     rgba = decode_png(out.read_bytes())

@@ -56,7 +56,7 @@ def test_rounds_and_undo_over_the_socket(api_server: ServerProcess) -> None:
 
 def test_bad_messages_get_errors_and_the_socket_stays_open(api_server: ServerProcess) -> None:
     image, _, _ = two_objects()
-    sid = create_session(api_server, image, ALICE)["session_id"]
+    sid = create_session(api_server, image, ALICE, model="classical")["session_id"]
     cases = [
         ("{not json", "invalid_json"),
         (json.dumps({"type": "dance"}), "invalid_request"),
