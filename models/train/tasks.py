@@ -15,6 +15,7 @@ from the frozen ISCN (mixed with perturbed ground-truth masks).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -122,7 +123,7 @@ DECODER_ORDER = (
 )
 
 
-class Task:
+class Task(ABC):
     """Base class: a model, a worker-side sampler and the loss."""
 
     family: str = ""
@@ -132,15 +133,17 @@ class Task:
         self.device = device
 
     @property
+    @abstractmethod
     def sampler(self) -> Callable[[Item, np.random.Generator], None]:
-        raise NotImplementedError
+        """Fills an item's prompts and inputs in the data worker."""
 
     def trainable(self) -> list[nn.Parameter]:
         """The parameters the optimiser updates."""
         return [p for p in self.model.parameters() if p.requires_grad]
 
+    @abstractmethod
     def loss(self, batch: dict[str, Any], rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-        raise NotImplementedError
+        """The family's loss on a collated batch, and scalars to log."""
 
     def describe(self) -> dict[str, Any]:
         """What the provenance file records about the task (prompts, mixtures)."""

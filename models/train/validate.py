@@ -66,6 +66,11 @@ def _image(box: Letterbox, image: np.ndarray, device: torch.device) -> torch.Ten
     return torch.from_numpy(box.image(image))[None].to(device)
 
 
+def _alpha_back(box: Letterbox, alpha: torch.Tensor) -> np.ndarray:
+    """The first item of a network's ``[B,1,S,S]`` alpha at the photo's size, in [0, 1]."""
+    return np.clip(box.to_original(alpha[0, 0].float().cpu().numpy()), 0.0, 1.0)
+
+
 def _summary(values: dict[str, list[float]]) -> dict[str, float]:
     return {k: round(float(np.mean(v)), 4) for k, v in values.items() if v}
 
@@ -190,7 +195,7 @@ def validate_semat(
             xyxy = semat_box([b] if b else [], lb)
             xyxy = np.zeros(4, np.float32) if xyxy is None else xyxy
             out = model(_image(lb, t.image, device), torch.from_numpy(xyxy)[None].to(device))
-            alpha = np.clip(lb.to_original(out["alpha"][0, 0].float().cpu().numpy()), 0.0, 1.0)
+            alpha = _alpha_back(lb, out["alpha"])
             _record(vals, "box", alpha, t.alpha)
     return _summary(vals)
 
@@ -216,7 +221,7 @@ def validate_smat(
             for name, (prompts, gt) in cases.items():
                 mask = torch.from_numpy(smat_prompt_mask(prompts, lb))[None].to(device)
                 out = model.decode(image, tokens, cls, mask)
-                alpha = np.clip(lb.to_original(out["alpha"][0, 0].float().cpu().numpy()), 0.0, 1.0)
+                alpha = _alpha_back(lb, out["alpha"])
                 _record(vals, name, alpha, gt)
     return _summary(vals)
 
