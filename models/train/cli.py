@@ -54,6 +54,9 @@ def main(
     val_targets: int = 50,
     device: str = "auto",
     command: str | None = None,
+    data: str = "synthetic",
+    ccp_root: Path | None = None,
+    init_weights: Path | None = None,
 ) -> dict[str, Any]:
     """Trains one family; ``None`` for ``steps``/``batch_size``/``size`` takes the family's
     recipe (:data:`RECIPES`). ``time_budget_min`` trains for that many minutes of training time
@@ -79,6 +82,9 @@ def main(
         val_targets=val_targets,
         device=device,
         command=command or _command_line(),
+        data=data,
+        ccp_root=ccp_root,
+        init_weights=init_weights,
     )
     return train(cfg)
 
@@ -105,6 +111,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--val-targets", type=int, default=50)
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--data",
+        default="synthetic",
+        help="training mix, e.g. ccp:0.7,synthetic:0.3 (ccp = real CCP people on real backgrounds)",
+    )
+    parser.add_argument(
+        "--ccp-root", type=Path, default=None, help="a clone of bearpaw/clothing-co-parsing (for --data ccp)"
+    )
+    parser.add_argument("--init-weights", type=Path, default=None, help="fine-tune from these weights")
     return parser.parse_args(argv)
 
 

@@ -50,18 +50,29 @@ def scene_shape(seed: int, index: int, size: int) -> tuple[int, int]:
 
 
 class ScenePool:
-    """``pool_size`` training scenes of long side ``size`` from ``SceneGenerator(seed)``, cached on disk.
+    """``pool_size`` training scenes of long side ``size`` from ``generator`` (default:
+    ``SceneGenerator(seed)``, procedural people), cached on disk under ``<cache_dir>/<tag>-s<seed>-<size>px``.
 
     ``scene(i)`` returns the cached scene (alphas quantised to 8 bit) or generates and caches
     it. Safe for several processes: files are written to a temporary name and renamed.
+    ``generator`` is anything with ``scene(index, size=(h, w)) -> Scene`` and ``describe()``.
     """
 
-    def __init__(self, seed: int, size: int, pool_size: int, cache_dir: Path | None) -> None:
+    def __init__(
+        self,
+        seed: int,
+        size: int,
+        pool_size: int,
+        cache_dir: Path | None,
+        generator: Any = None,
+        tag: str = "scenes",
+    ) -> None:
         if seed == VALIDATION_SEED:
             raise ValueError(f"seed {VALIDATION_SEED} is the validation seed; train on another")
         self.seed, self.size, self.pool_size = int(seed), int(size), int(pool_size)
-        self.generator = SceneGenerator(self.seed)
-        self.cache_dir = None if cache_dir is None else Path(cache_dir) / f"scenes-s{seed}-{size}px"
+        self.generator = generator if generator is not None else SceneGenerator(self.seed)
+        self.tag = tag
+        self.cache_dir = None if cache_dir is None else Path(cache_dir) / f"{tag}-s{seed}-{size}px"
         if self.cache_dir is not None:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
 
@@ -70,8 +81,13 @@ class ScenePool:
 
     def describe(self) -> dict[str, Any]:
         """What the provenance file records about the data."""
+        what = (
+            self.generator.describe()
+            if hasattr(self.generator, "describe")
+            else {"generator": "models.data.SceneGenerator (procedural people, HIM2K-style compositing)"}
+        )
         return {
-            "generator": "models.data.SceneGenerator (procedural people, HIM2K-style compositing)",
+            **what,
             "generator_seed": self.seed,
             "scenes": self.pool_size,
             "long_side_px": self.size,
@@ -95,6 +111,82 @@ class ScenePool:
             _save_scene(tmp, scene)
             tmp.replace(path)
         return scene
+
+
+class MixedPool:
+    """Scenes drawn from several pools by weight: item ``i`` picks its pool with
+    ``default_rng([seed, i, 31])`` (so batches stay a pure function of the step) and takes
+    scene ``i % len(pool)`` of it. ``size`` is the pools' common long side."""
+
+    def __init__(self, pools: list[tuple[str, ScenePool, float]], seed: int) -> None:
+        if not pools:
+            raise ValueError("MixedPool needs at least one pool")
+        sizes = {pool.size for _, pool, _ in pools}
+        if len(sizes) != 1:
+            raise ValueError(f"pools of different sizes {sorted(sizes)}")
+        self.pools = pools
+        self.size = sizes.pop()
+        self.seed = int(seed)
+        weights = np.array([w for _, _, w in pools], np.float64)
+        if (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError(f"pool weights must be >= 0 and not all 0, got {weights.tolist()}")
+        self.weights = weights / weights.sum()
+        self.pool_size = sum(len(pool) for _, pool, _ in pools)
+
+    def __len__(self) -> int:
+        return self.pool_size
+
+    def scene(self, index: int) -> Scene:
+        rng = np.random.default_rng([self.seed, int(index), 31])
+        _, pool, _ = self.pools[int(rng.choice(len(self.pools), p=self.weights))]
+        return pool.scene(int(index) % len(pool))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "mix": {
+                name: round(float(w), 3) for (name, _, _), w in zip(self.pools, self.weights, strict=True)
+            },
+            "sources": {name: pool.describe() for name, pool, _ in self.pools},
+        }
+
+
+def parse_data_mix(spec: str) -> list[tuple[str, float]]:
+    """``"ccp:0.7,synthetic:0.3"`` -> [("ccp", 0.7), ("synthetic", 0.3)]; a bare name weighs 1."""
+    out = []
+    for part in spec.split(","):
+        name, _, weight = part.strip().partition(":")
+        if name not in DATA_SOURCES:
+            raise ValueError(f"unknown data source {name!r}; known: {', '.join(DATA_SOURCES)}")
+        out.append((name, float(weight) if weight else 1.0))
+    return out
+
+
+DATA_SOURCES = ("synthetic", "ccp")
+"""``synthetic``: procedural people (:class:`models.data.SceneGenerator`); ``ccp``: real
+Clothing Co-Parsing people over real backgrounds (:class:`models.data.real_scenes.RealSceneGenerator`)."""
+
+
+def make_pool(
+    spec: str, seed: int, size: int, pool_size: int, cache_dir: Path | None, ccp_root: Path | None
+) -> ScenePool | MixedPool:
+    """The training pool of a data spec (:func:`parse_data_mix`); ``ccp`` reads the CCP clone
+    at ``ccp_root`` (its training split only). ``pool_size`` scenes per source."""
+    pools: list[tuple[str, ScenePool, float]] = []
+    for name, weight in parse_data_mix(spec):
+        if name == "synthetic":
+            pools.append((name, ScenePool(seed, size, pool_size, cache_dir), weight))
+            continue
+        from models.data.ccp import TRAIN
+        from models.data.real_scenes import CutoutBank, RealSceneGenerator
+
+        if ccp_root is None:
+            raise ValueError("the ccp data source needs ccp_root (a clone of bearpaw/clothing-co-parsing)")
+        bank = CutoutBank(ccp_root, TRAIN, cache_dir)
+        generator = RealSceneGenerator(bank, seed)
+        pools.append((name, ScenePool(seed, size, pool_size, cache_dir, generator, tag="ccp"), weight))
+    if len(pools) == 1 and pools[0][0] == "synthetic":
+        return pools[0][1]
+    return MixedPool(pools, seed)
 
 
 def _save_scene(path: Path, scene: Scene) -> None:

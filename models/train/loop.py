@@ -38,9 +38,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.utils.data import DataLoader
 
 from models.registry import build_model
-from models.train.data import DEFAULT_POOL_SIZE, ScenePool, StepBatches
+from models.train.data import DEFAULT_POOL_SIZE, StepBatches, make_pool
 from models.train.tasks import FAMILIES, Task, init_output_priors, load_frozen_iscn, make_task
-from models.train.validate import validate, validation_targets
+from models.train.validate import ccp_validation_targets, validate, validation_targets
 
 DEFAULT_LR: dict[str, float] = {"iscn": 5e-4, "mrn": 1e-3, "semat": 4e-4, "smat": 5e-4, "instmatt": 1e-3}
 NEEDS_ISCN = ("mrn", "instmatt")
@@ -61,6 +61,12 @@ class TrainConfig:
     after a 200-step warmup) and ends training when the budget is spent; ``steps`` is then
     only an upper bound and ends up as the number of steps done. On a shared machine this
     keeps the schedule whole whatever the load.
+
+    ``data`` the training mix (:func:`models.train.data.parse_data_mix`, e.g.
+    ``"ccp:0.7,synthetic:0.3"``), ``ccp_root`` the Clothing Co-Parsing clone its ``ccp`` part
+    reads (training split only); ``init_weights`` starts from those weights (fine-tuning)
+    instead of random initialisation. Validation runs on the synthetic set and, when
+    ``ccp_root`` is given, on scenes of CCP's validation split (real people, never trained on).
     """
 
     family: str
@@ -90,6 +96,9 @@ class TrainConfig:
     time_budget_s: float | None = None
     device: str = "auto"
     command: str = ""
+    data: str = "synthetic"
+    ccp_root: Path | None = None
+    init_weights: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -100,6 +109,8 @@ class TrainConfig:
         self.out = Path(self.out)
         self.weights_out = None if self.weights_out is None else Path(self.weights_out)
         self.iscn_weights = None if self.iscn_weights is None else Path(self.iscn_weights)
+        self.ccp_root = None if self.ccp_root is None else Path(self.ccp_root)
+        self.init_weights = None if self.init_weights is None else Path(self.init_weights)
 
     @property
     def learning_rate(self) -> float:
@@ -167,6 +178,15 @@ def half_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
+def load_state(path: Path) -> dict[str, torch.Tensor]:
+    """A family's weights as an fp32 state dict, from shipped weights (``<family>.pt``, fp16)
+    or a trainer checkpoint (its ``model``)."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -212,6 +232,8 @@ class Trainer:
         np.random.seed(cfg.seed % 2**32)
         self.model = build_model(cfg.family, cfg.preset)
         init_output_priors(cfg.family, self.model)
+        if cfg.init_weights is not None:
+            self.model.load_state_dict(load_state(cfg.init_weights))
         self.model = self.model.to(self.device)
         self.iscn = None
         self.iscn_path = None
@@ -235,7 +257,7 @@ class Trainer:
         if self.device.type == "cuda":
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.pool = ScenePool(cfg.seed, cfg.size, cfg.pool_size, cfg.out / "cache")
+        self.pool = make_pool(cfg.data, cfg.seed, cfg.size, cfg.pool_size, cfg.out / "cache", cfg.ccp_root)
         self.step = 0
         self.history: list[dict[str, float]] = []
 
@@ -463,17 +485,19 @@ class Trainer:
         self.model.load_state_dict(shipped)  # validate exactly what ships
         validation: dict[str, Any] = {}
         if cfg.val_targets > 0:
-            targets = validation_targets(cfg.val_targets, cfg.val_scene_size)
-            for size in cfg.val_sizes or tuple(dict.fromkeys((cfg.size, 512))):
-                t0 = time.perf_counter()
-                validation[f"at_{size}px"] = validate(
-                    cfg.family, self.model, targets, size, self.device, self.iscn
-                )
-                self.console.print(
-                    f"{cfg.family} validation at {size}px ({time.perf_counter() - t0:.0f} s): "
-                    f"{validation[f'at_{size}px']}",
-                    highlight=False,
-                )
+            sets = {"": validation_targets(cfg.val_targets, cfg.val_scene_size)}
+            if cfg.ccp_root is not None:
+                sets["ccp_"] = ccp_validation_targets(cfg.ccp_root, cfg.val_targets, cfg.size)
+            for prefix, targets in sets.items():
+                for size in cfg.val_sizes or tuple(dict.fromkeys((cfg.size, 512))):
+                    t0 = time.perf_counter()
+                    key = f"{prefix}at_{size}px"
+                    validation[key] = validate(cfg.family, self.model, targets, size, self.device, self.iscn)
+                    self.console.print(
+                        f"{cfg.family} validation {key} ({time.perf_counter() - t0:.0f} s): "
+                        f"{validation[key]}",
+                        highlight=False,
+                    )
         out: dict[str, Any] = {"validation": validation}
         if cfg.weights_out is not None:
             cfg.weights_out.mkdir(parents=True, exist_ok=True)
@@ -493,10 +517,12 @@ class Trainer:
             "family": cfg.family,
             "preset": cfg.preset,
             "what": (
-                f"{cfg.family} '{cfg.preset}' trained from random initialisation for {cfg.steps} steps "
-                "on procedural synthetic scenes generated by this repository (no real photographs, "
-                "no pretrained weights). Floating tensors stored in fp16."
+                f"{cfg.family} '{cfg.preset}' trained "
+                + (f"from {cfg.init_weights}" if cfg.init_weights else "from random initialisation")
+                + f" for {cfg.steps} steps on {cfg.data} (see data; no pretrained backbone, no "
+                "evaluation photos). Floating tensors stored in fp16."
             ),
+            "init_weights": str(cfg.init_weights) if cfg.init_weights else None,
             "command": cfg.command or " ".join(sys.argv),
             "git_commit": git_commit(),
             "seed": cfg.seed,
@@ -524,7 +550,12 @@ class Trainer:
             else None,
             "validation": {
                 "set": f"{cfg.val_targets} targets of synthetic:{cfg.val_targets}@{cfg.val_scene_size} "
-                f"(SceneGenerator seed 90210), metrics at the original resolution",
+                f"(SceneGenerator seed 90210), metrics at the original resolution"
+                + (
+                    "; ccp_*: scenes of CCP's validation split (real people, RealSceneGenerator seed 90210)"
+                    if cfg.ccp_root
+                    else ""
+                ),
                 **validation,
             },
         }

@@ -47,7 +47,11 @@ class ValTarget:
 
 def validation_targets(count: int = 50, size: int = 512, max_per_scene: int = 3) -> list[ValTarget]:
     """The first ``count`` targets of ``synthetic:N@size`` (the eval harness's selection)."""
-    gen = SceneGenerator(VALIDATION_SEED)
+    return _targets(SceneGenerator(VALIDATION_SEED), count, size, max_per_scene)
+
+
+def _targets(gen, count: int, size: int, max_per_scene: int) -> list[ValTarget]:
+    """The largest ``max_per_scene`` instances of ``gen``'s scenes 0, 1, ... until ``count``."""
     out: list[ValTarget] = []
     index = 0
     while len(out) < count:
@@ -60,6 +64,18 @@ def validation_targets(count: int = 50, size: int = 512, max_per_scene: int = 3)
                 )
         index += 1
     return out
+
+
+def ccp_validation_targets(
+    ccp_root, count: int = 50, size: int = 256, max_per_scene: int = 2
+) -> list[ValTarget]:
+    """``count`` targets of real-people scenes built from CCP's *validation* split (never trained
+    on; :class:`models.data.real_scenes.RealSceneGenerator`, seed 90210, long side ``size``)."""
+    from models.data.ccp import VALIDATION
+    from models.data.real_scenes import CutoutBank, RealSceneGenerator
+
+    gen = RealSceneGenerator(CutoutBank(ccp_root, VALIDATION, None), VALIDATION_SEED)
+    return _targets(gen, count, size, max_per_scene)
 
 
 def _image(box: Letterbox, image: np.ndarray, device: torch.device) -> torch.Tensor:
