@@ -2,9 +2,11 @@
 
 Two layouts are understood:
 
-* HIM2K (instance matting): ``root/images/[<subset>/]<name>.<ext>`` and one alpha per instance
-  in ``root/alphas/[<subset>/]<name>/<k>.png`` (e.g. ``00.png``, ``01.png``; sorted by name).
-  HIM2K itself has the subsets ``comp`` and ``natural``; a flat layout without subsets works too.
+* Multi-instance (HIM2K and alike): ``root/images/[<subset>/]<name>.<ext>`` and one alpha per
+  instance in ``root/alphas/[<subset>/]<name>/<k>.png`` (e.g. ``00.png``, ``01.png``; sorted
+  numerically when the names are numbers, else by name). HIM2K itself has the subsets ``comp``
+  and ``natural``; a flat layout without subsets works too, and so do the other folder names
+  below (``image/<id>.jpg`` + ``alpha/<id>/<k>.png``, as in the COCO persons set).
 * Single instance (image matting, e.g. AIM-500, P3M, PPM-100 style): an image folder and an
   alpha folder side by side under ``root`` with matching file stems. The folder names are
   detected from common ones (``images``/``image``/``original``/``blurred_image``/``img`` and
@@ -54,6 +56,10 @@ def _images_under(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
 
 
+def _instance_order(path: Path) -> tuple[int, int | str]:
+    return (0, int(path.stem)) if path.stem.isdigit() else (1, path.stem)
+
+
 def _scene(image: np.ndarray, alphas: list[np.ndarray], name: str, describe: bool) -> Scene:
     h, w = image.shape[:2]
     for a in alphas:
@@ -74,14 +80,24 @@ def _scene(image: np.ndarray, alphas: list[np.ndarray], name: str, describe: boo
 
 
 class HIM2KFolder(Sequence[Scene]):
-    """HIM2K-layout folder; ``subset`` (e.g. "comp", "natural") restricts to one subfolder."""
+    """Multi-instance folder (HIM2K layout by default); ``subset`` (e.g. "comp", "natural")
+    restricts to one subfolder; ``image_dir``/``alpha_dir`` name the two folders."""
 
-    def __init__(self, root: str | Path, subset: str | None = None, describe: bool = True):
+    def __init__(
+        self,
+        root: str | Path,
+        subset: str | None = None,
+        describe: bool = True,
+        image_dir: str = "images",
+        alpha_dir: str = "alphas",
+    ):
         self.root = Path(root)
-        images = self.root / "images"
-        alphas = self.root / "alphas"
+        images = self.root / image_dir
+        alphas = self.root / alpha_dir
         if not images.is_dir() or not alphas.is_dir():
-            raise FileNotFoundError(f"{self.root} lacks images/ and alphas/ (HIM2K layout)")
+            raise FileNotFoundError(
+                f"{self.root} lacks {image_dir}/ and {alpha_dir}/ (multi-instance layout)"
+            )
         if subset is not None:
             images, alphas = images / subset, alphas / subset
         self.describe = describe
@@ -89,7 +105,7 @@ class HIM2KFolder(Sequence[Scene]):
         for img in _images_under(images):
             rel = img.relative_to(images).with_suffix("")
             inst_dir = alphas / rel
-            inst = _images_under(inst_dir) if inst_dir.is_dir() else []
+            inst = sorted(_images_under(inst_dir), key=_instance_order) if inst_dir.is_dir() else []
             self.items.append((img, inst, str(rel)))
 
     def __len__(self) -> int:
@@ -143,9 +159,18 @@ class SingleInstanceFolder(Sequence[Scene]):
 
 
 def open_folder(root: str | Path, **kwargs) -> HIM2KFolder | SingleInstanceFolder:
-    """The loader for ``root``: HIM2K when it has ``images/`` whose alphas are per-image folders."""
+    """The loader for ``root``: multi-instance when its alpha folder holds per-image folders
+    (HIM2K's ``images/`` + ``alphas/``, or any of the image/alpha folder names), else single."""
     root = Path(root)
-    alphas = root / "alphas"
-    if (root / "images").is_dir() and alphas.is_dir() and any(p.is_dir() for p in alphas.rglob("*")):
-        return HIM2KFolder(root, **kwargs)
-    return SingleInstanceFolder(root, **kwargs)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder")
+    image_dir = kwargs.pop("image_dir", None) or next((n for n in IMAGE_DIRS if (root / n).is_dir()), None)
+    alpha_dir = kwargs.pop("alpha_dir", None) or next((n for n in ALPHA_DIRS if (root / n).is_dir()), None)
+    if image_dir is None or alpha_dir is None:
+        raise FileNotFoundError(
+            f"{root}: no image folder ({', '.join(IMAGE_DIRS)}) and alpha folder ({', '.join(ALPHA_DIRS)})"
+        )
+    alphas = root / alpha_dir
+    if any(p.is_dir() for p in alphas.iterdir()):
+        return HIM2KFolder(root, image_dir=image_dir, alpha_dir=alpha_dir, **kwargs)
+    return SingleInstanceFolder(root, image_dir=image_dir, alpha_dir=alpha_dir, **kwargs)

@@ -16,8 +16,10 @@ from service.evaluation.runner import ModelSummary
 
 
 def table(summaries: list[ModelSummary], title: str) -> Table:
-    """Last-round errors per model: SAD, MSE (x1e3), MAD (x1e3), Grad, Conn, IoU, NoC, latency."""
+    """Last-round errors per model: SAD, MSE (x1e3), MAD (x1e3), Grad, Conn, IoU, NoC, latency,
+    whole image; where the data has trimaps, SAD/MSE/Grad/Conn over the unknown region too."""
     out = Table(title=title)
+    unknown = any(s.per_round and "sad_unknown" in s.per_round[-1] for s in summaries)
     for column in (
         "model",
         "samples",
@@ -32,13 +34,22 @@ def table(summaries: list[ModelSummary], title: str) -> Table:
         "NoC@90",
         "median ms/round",
         "failed",
+        *(("SAD unk", "MSE×1e3 unk", "Grad unk", "Conn unk") if unknown else ()),
     ):
         out.add_column(column, justify="left" if column == "model" else "right")
     for s in summaries:
         if not s.per_round:
-            out.add_row(s.model, str(s.samples), "0", *["-"] * 9, str(s.failures))
+            out.add_row(s.model, str(s.samples), "0", *["-"] * 9, str(s.failures), *["-"] * (4 * unknown))
             continue
         last = s.per_round[-1]
+        extra = []
+        if unknown:
+            extra = [
+                f"{last['sad_unknown']:.2f}" if "sad_unknown" in last else "-",
+                f"{last['mse_unknown'] * 1e3:.2f}" if "mse_unknown" in last else "-",
+                f"{last['grad_unknown']:.2f}" if "grad_unknown" in last else "-",
+                f"{last['conn_unknown']:.2f}" if "conn_unknown" in last else "-",
+            ]
         out.add_row(
             s.model,
             str(s.samples),
@@ -53,6 +64,7 @@ def table(summaries: list[ModelSummary], title: str) -> Table:
             "-" if s.noc90 is None else f"{s.noc90:.1f}",
             f"{last['latency_ms']:.0f}",
             str(s.failures),
+            *extra,
         )
     return out
 

@@ -5,17 +5,23 @@ runs with every prompt so far, the previous round's matte and state, and cached 
 exactly what ``MattingService`` hands it, minus Redis. Pipelines that do not keep rounds
 (``multi_round = False``) get rounds 1..t aggregated and no previous matte. The protocol
 ``auto`` is one round with no prompt, scored against the union of all instances.
+
+A sample that fails (unreadable, or the pipeline raises) is counted as failed with its error
+and the run goes on; its rounds from the failing one on are scored as an empty matte (what
+the user got), so a pipeline that fails is not ranked on its successes alone. Where the
+sample has a trimap, SAD/MSE/Grad/Conn are also given over its unknown region (``*_unknown``).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.eval.metrics import conn, grad, iou, mad, mse, noc, sad
+from models.eval.metrics import conn, grad, iou, mad, mse, noc, sad, unknown_region
 from models.eval.simulator import UserSimulator
 from schemas.prompts import ClickPrompt, Prompt
 from service.errors import ApiError
@@ -23,6 +29,7 @@ from service.evaluation.samples import Sample
 from service.pipelines import FeatureCache, PipelineRegistry, RoundInput
 
 METRICS = ("sad", "mse", "mad", "grad", "conn", "iou")
+UNKNOWN_METRICS = ("sad_unknown", "mse_unknown", "grad_unknown", "conn_unknown")
 
 
 @dataclass
@@ -37,9 +44,29 @@ class RoundScore:
     iou: float
     clicks: int
     latency_ms: float
+    sad_unknown: float = math.nan
+    mse_unknown: float = math.nan
+    grad_unknown: float = math.nan
+    conn_unknown: float = math.nan
 
     @classmethod
-    def of(cls, pred: np.ndarray, gt: np.ndarray, clicks: int, latency_ms: float) -> RoundScore:
+    def of(
+        cls,
+        pred: np.ndarray,
+        gt: np.ndarray,
+        clicks: int,
+        latency_ms: float,
+        trimap: np.ndarray | None = None,
+    ) -> RoundScore:
+        unknown = {}
+        if trimap is not None:
+            mask = unknown_region(trimap)
+            unknown = {
+                "sad_unknown": sad(pred, gt, mask),
+                "mse_unknown": mse(pred, gt, mask),
+                "grad_unknown": grad(pred, gt, mask),
+                "conn_unknown": conn(pred, gt, mask),
+            }
         return cls(
             sad(pred, gt),
             mse(pred, gt),
@@ -49,6 +76,7 @@ class RoundScore:
             iou(pred, gt),
             clicks,
             latency_ms,
+            **unknown,
         )
 
 
@@ -63,8 +91,12 @@ class SampleResult:
 async def run_sample(
     registry: PipelineRegistry, model: str, sample: Sample, protocol: str, rounds: int, seed: int
 ) -> SampleResult:
-    """Simulate one user on one sample with ``model`` (a pipeline name or ``auto``)."""
+    """Simulate one user on one sample with ``model`` (a pipeline name or ``auto``). Never raises
+    for a failing sample or pipeline: the result carries the error (see the module doc)."""
     result = SampleResult(sample.name, model)
+    if sample.error is not None:
+        result.error = sample.error
+        return result
     cache = FeatureCache.in_memory()
     if protocol == "auto":
         plan = [[]]
@@ -78,33 +110,42 @@ async def run_sample(
     previous: np.ndarray | None = None
     state: bytes | None = None
     clicks = 0
-    for r in range(rounds if plan is None else len(plan)):
-        new = (
-            plan[r] if plan is not None else simulator.round_prompts(r, target, previous, sample.text or None)
-        )
-        history.append(list(new))
-        everything = [p for prompts in history for p in prompts]
+    total = rounds if plan is None else len(plan)
+    for r in range(total):
         try:
-            pipeline = await registry.resolve(model, everything)
-        except ApiError as exc:
-            result.error = f"{exc.code}: {exc.message}"
-            break
-        start = time.perf_counter()
-        output = await pipeline.run_round(
-            RoundInput(
-                image=sample.image,
-                prompts=everything,
-                new_prompts=list(new) if pipeline.multi_round else everything,
-                previous_alpha=previous if pipeline.multi_round else None,
-                previous_state=state if pipeline.multi_round else None,
-                features=cache,
-                round_index=r + 1,
+            new = (
+                plan[r]
+                if plan is not None
+                else simulator.round_prompts(r, target, previous, sample.text or None)
             )
-        )
+            history.append(list(new))
+            everything = [p for prompts in history for p in prompts]
+            pipeline = await registry.resolve(model, everything)
+            start = time.perf_counter()
+            output = await pipeline.run_round(
+                RoundInput(
+                    image=sample.image,
+                    prompts=everything,
+                    new_prompts=list(new) if pipeline.multi_round else everything,
+                    previous_alpha=previous if pipeline.multi_round else None,
+                    previous_state=state if pipeline.multi_round else None,
+                    features=cache,
+                    round_index=r + 1,
+                )
+            )
+        except ApiError as exc:
+            result.error = f"round {r + 1}: {exc.code}: {exc.message}"
+        except Exception as exc:  # a failing engine must not end the run
+            result.error = f"round {r + 1}: {type(exc).__name__}: {exc}"
+        if result.error is not None:
+            empty = np.zeros_like(target)
+            for _ in range(r, total):
+                result.rounds.append(RoundScore.of(empty, target, clicks, math.nan, sample.trimap))
+            break
         latency = (time.perf_counter() - start) * 1000.0
         previous, state = output.alpha, output.state
         clicks += sum(isinstance(p, ClickPrompt) for p in new)
-        result.rounds.append(RoundScore.of(previous, target, clicks, latency))
+        result.rounds.append(RoundScore.of(previous, target, clicks, latency, sample.trimap))
     return result
 
 
@@ -129,7 +170,12 @@ def summarise(model: str, results: Iterable[SampleResult]) -> ModelSummary:
     for k in range(depth):
         rows = [r.rounds[k] for r in scored if len(r.rounds) > k]
         entry = {m: float(np.mean([getattr(row, m) for row in rows])) for m in METRICS}
-        entry["latency_ms"] = float(np.median([row.latency_ms for row in rows]))
+        for m in UNKNOWN_METRICS:
+            values = [getattr(row, m) for row in rows if not math.isnan(getattr(row, m))]
+            if values:
+                entry[m] = float(np.mean(values))
+        latencies = [row.latency_ms for row in rows if not math.isnan(row.latency_ms)]
+        entry["latency_ms"] = float(np.median(latencies)) if latencies else math.nan
         entry["n"] = len(rows)
         per_round.append(entry)
     nocs = {}

@@ -90,3 +90,64 @@ def test_eval_reads_an_image_alpha_folder_and_reports_unusable_prompts(tmp_path:
     assert text.exit_code == 0, text.output
     summary = json.loads((tmp_path / "t" / "eval_text.json").read_text())["models"][0]
     assert summary["failures"] == 1 and "unsupported_prompt" in summary["failure_examples"][0]
+
+
+def _eval(data: str, out: Path, *extra: str) -> dict:
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--data",
+            data,
+            "--model",
+            "classical",
+            "--protocol",
+            "box",
+            "--rounds",
+            "1",
+            "--out",
+            str(out),
+            *extra,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "eval_box.json").read_text())
+
+
+def test_eval_reads_per_image_instance_folders_and_counts_a_broken_photo_as_failed(tmp_path: Path) -> None:
+    """The COCO persons layout (``image/<id>.jpg`` + ``alpha/<id>/<k>.png``): one unreadable photo
+    is a failed sample with its error, and the run goes on."""
+    image, target, other = two_objects(160, 200)
+    root = tmp_path / "coco"
+    for name in ("a", "b"):
+        (root / "alpha" / name).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "alpha" / name / "0.png"), np.round(target * 255).astype(np.uint8))
+        cv2.imwrite(str(root / "alpha" / name / "1.png"), np.round(other * 255).astype(np.uint8))
+    (root / "image").mkdir()
+    cv2.imwrite(str(root / "image" / "a.jpg"), image[..., ::-1])
+    (root / "image" / "b.jpg").write_bytes(b"not a jpeg at all")
+    report = _eval(str(root), tmp_path / "out", "--max-instances", "2")
+    summary = report["models"][0]
+    assert summary["samples"] == 3 and summary["failures"] == 1
+    assert any("unreadable" in e for e in summary["failure_examples"])
+    assert summary["per_round"][0]["n"] == 2
+
+
+def test_eval_filters_by_sources_csv_and_scores_the_trimap_region(tmp_path: Path) -> None:
+    image, target, _ = two_objects(160, 200)
+    root = tmp_path / "crops"
+    for folder in ("image", "alpha", "trimap"):
+        (root / folder).mkdir(parents=True)
+    trimap = np.full(target.shape, 128, np.uint8)
+    trimap[target > 0.99] = 255
+    trimap[cv2.dilate((target > 0).astype(np.uint8), np.ones((9, 9), np.uint8)) == 0] = 0
+    for name in ("keep", "drop"):
+        cv2.imwrite(str(root / "image" / f"{name}.png"), image[..., ::-1])
+        cv2.imwrite(str(root / "alpha" / f"{name}.png"), np.round(target * 255).astype(np.uint8))
+        cv2.imwrite(str(root / "trimap" / f"{name}.png"), trimap)
+    (root / "sources.csv").write_text("id,human_content\nkeep,1\ndrop,0\n")
+    report = _eval(f"{root}?human_content=1", tmp_path / "out")
+    summary = report["models"][0]
+    assert summary["samples"] == 1 and summary["failures"] == 0
+    last = summary["per_round"][-1]
+    assert 0 <= last["sad_unknown"] <= last["sad"]
