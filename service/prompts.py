@@ -89,3 +89,61 @@ def draw_marks(
             else:
                 cv2.polylines(label_map, [points.reshape(-1, 1, 2)], False, value, thickness=2 * radius + 1)
     return (label_map == 1).astype(np.uint8), (label_map == 2).astype(np.uint8)
+
+
+def focus_region(
+    shape: tuple[int, int],
+    prompts: Sequence[Prompt],
+    previous_alpha: np.ndarray | None,
+    context: float,
+) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1) of the part of the photo that matters when there is a box: the boxes,
+    the foreground marks and the previous matte, with a margin of ``context`` times their size
+    (at least 8 px); None without a box or when that covers the photo anyway."""
+    box_prompts = boxes(prompts)
+    if not box_prompts:
+        return None
+    h, w = shape
+    xs = [v for b in box_prompts for v in (b.x0, b.x1)]
+    ys = [v for b in box_prompts for v in (b.y0, b.y1)]
+    for p in prompts:
+        if getattr(p, "label", "bg") != "fg":
+            continue
+        if isinstance(p, ClickPrompt):
+            xs.append(p.x)
+            ys.append(p.y)
+        elif isinstance(p, ScribblePrompt):
+            pts = np.asarray(p.points, np.float64)
+            xs += [float(pts[:, 0].min()) - p.radius, float(pts[:, 0].max()) + p.radius]
+            ys += [float(pts[:, 1].min()) - p.radius, float(pts[:, 1].max()) + p.radius]
+    if previous_alpha is not None:
+        rows, cols = (
+            np.nonzero((previous_alpha >= 0.5).any(axis=1))[0],
+            np.nonzero((previous_alpha >= 0.5).any(axis=0))[0],
+        )
+        if len(rows):
+            ys += [float(rows[0]), float(rows[-1] + 1)]
+            xs += [float(cols[0]), float(cols[-1] + 1)]
+    bx0, bx1, by0, by1 = min(xs), max(xs), min(ys), max(ys)
+    mx = max(8.0, context * (bx1 - bx0))
+    my = max(8.0, context * (by1 - by0))
+    x0, x1 = max(0, int(np.floor(bx0 - mx))), min(w, int(np.ceil(bx1 + mx)))
+    y0, y1 = max(0, int(np.floor(by0 - my))), min(h, int(np.ceil(by1 + my)))
+    if x1 - x0 >= w and y1 - y0 >= h:
+        return None
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return y0, y1, x0, x1
+
+
+def shift_prompt(prompt: Prompt, dx: int, dy: int) -> Prompt:
+    """``prompt`` in the coordinates of a crop whose top-left corner is (dx, dy)."""
+    if isinstance(prompt, ClickPrompt):
+        return prompt.model_copy(update={"x": prompt.x - dx, "y": prompt.y - dy})
+    if isinstance(prompt, ScribblePrompt):
+        return prompt.model_copy(update={"points": [[x - dx, y - dy] for x, y in prompt.points]})
+    if isinstance(prompt, BoxPrompt):
+        return prompt.model_copy(
+            update={"x0": prompt.x0 - dx, "y0": prompt.y0 - dy, "x1": prompt.x1 - dx, "y1": prompt.y1 - dy}
+        )
+    return prompt

@@ -3,7 +3,9 @@
 Weight-free baseline and fallback. One call computes the matte for all marks so far:
 
 1. Work at a bounded resolution (long side ``max_side``) so a 12 MP photo costs the same
-   as a 1 MP one.
+   as a 1 MP one. With a box, everything outside it is background, so the engine works on
+   the box's region (box, marks and the previous matte, plus a margin of context): a small
+   person's box gets the whole working resolution instead of a few pixels.
 2. GrabCut, initialised from the previous round's matte when there is one (else from the
    boxes, else from the neighbourhood of the foreground marks). Every mark of every round
    is a hard constraint; outside all boxes is background. A background mark placed on a
@@ -14,10 +16,15 @@ Weight-free baseline and fallback. One call computes the matte for all marks so 
 4. pymatting's closed-form matting (Levin et al. 2008) in the band.
 5. Back to the original size with ``service.engines.upsampling`` (bilinear, refined by a
    guided filter on the full-resolution photo inside the uncertain band).
+
+It never fails on a valid prompt and image: a trimap without a foreground, background or
+unknown region, a GrabCut or solver error (degenerate sizes such as 1x1 or 1x2000) fall back
+to the best mask at hand (GrabCut's, else the seeds'), so every round gets a matte.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,9 +36,13 @@ from schemas.prompts import BoxPrompt, Prompt, TextPrompt
 from service.engines.upsampling import upsample_alpha
 from service.errors import UnsupportedPrompt
 from service.imaging import resize_long_side
-from service.prompts import boxes, draw_marks
+from service.prompts import boxes, draw_marks, focus_region, shift_prompt
+
+log = logging.getLogger(__name__)
 
 GRABCUT_ITERATIONS = 5
+MIN_GRABCUT_SIDE = 4  # below this many work pixels on a side, the seeds are the mask
+MIN_WORK_SIDE = 160  # smaller regions are enlarged to this long side before GrabCut
 GRABCUT_SEED = 12345
 FLOOD_TOLERANCE = 24  # per-channel colour difference (0-255) for the region a background mark removes
 
@@ -44,6 +55,7 @@ class ClassicalParams:
     band_fraction: float = 0.01  # half-width of the trimap's unknown band, fraction of the long side
     click_fraction: float = 0.006  # radius of a click seed, fraction of the long side
     grow_fraction: float = 0.12  # probable-foreground radius around fg marks when there is no box
+    context_fraction: float = 0.25  # margin around a box's region, fraction of its size
 
 
 def matte(
@@ -67,7 +79,35 @@ def matte(
             "The classical engine cannot use text prompts; use model 'dfimat', or give a box, "
             "clicks or scribbles."
         )
+    region = focus_region(image.shape[:2], prompts, previous_alpha, params.context_fraction)
+    if region is not None:
+        y0, y1, x0, x1 = region
+        alpha = np.zeros(image.shape[:2], np.float32)
+        alpha[y0:y1, x0:x1] = _matte_whole(
+            np.ascontiguousarray(image[y0:y1, x0:x1]),
+            [shift_prompt(p, x0, y0) for p in prompts],
+            [shift_prompt(p, x0, y0) for p in new_prompts],
+            None if previous_alpha is None else previous_alpha[y0:y1, x0:x1],
+            params,
+        )
+        return alpha
+    return _matte_whole(image, prompts, list(new_prompts), previous_alpha, params)
+
+
+def _matte_whole(
+    image: np.ndarray,
+    prompts: Sequence[Prompt],
+    new_prompts: Sequence[Prompt],
+    previous_alpha: np.ndarray | None,
+    params: ClassicalParams,
+) -> np.ndarray:
+    """:func:`matte` on the whole of ``image`` (shapes as there)."""
     work, scale = resize_long_side(image, params.max_side)
+    if max(work.shape[:2]) < MIN_WORK_SIDE and min(work.shape[:2]) >= MIN_GRABCUT_SIDE:
+        # A small box's region: GrabCut's colour models and the solver need pixels to work on.
+        scale = min(MIN_WORK_SIDE / max(work.shape[:2]), 8.0)
+        size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+        work = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
     h, w = work.shape[:2]
     long_side = max(h, w)
     click_radius = max(2, round(params.click_fraction * long_side))
@@ -84,12 +124,49 @@ def matte(
             code="prompt_required",
         )
 
-    trimap_mask = _grabcut(
-        work, fg_seed, bg_seed, box_mask, previous, new_prompts, scale, click_radius, params
-    )
-    trimap = _trimap(trimap_mask, fg_seed, bg_seed, max(2, round(params.band_fraction * long_side)))
-    alpha_work = np.clip(estimate_alpha_cf(work.astype(np.float64) / 255.0, trimap), 0.0, 1.0)
+    if min(h, w) < MIN_GRABCUT_SIDE:
+        mask = _seed_mask(fg_seed, bg_seed, box_mask, previous)
+    else:
+        try:
+            mask = _grabcut(
+                work, fg_seed, bg_seed, box_mask, previous, new_prompts, scale, click_radius, params
+            )
+        except cv2.error as exc:
+            log.info("GrabCut failed on a %dx%d work image (%s); using the seeds", w, h, exc)
+            mask = _seed_mask(fg_seed, bg_seed, box_mask, previous)
+    trimap = _trimap(mask, fg_seed, bg_seed, max(2, round(params.band_fraction * long_side)))
+    alpha_work = _solve_alpha(work, trimap, mask)
     return upsample_alpha(alpha_work.astype(np.float32), image)
+
+
+def _solve_alpha(work: np.ndarray, trimap: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Closed-form alpha in the trimap's unknown band; the hard ``mask`` (with the trimap's known
+    values) when the trimap lacks a foreground, background or unknown region or the solver fails."""
+    hard = np.where(trimap == 0.5, mask.astype(np.float64), trimap)
+    unknown = trimap == 0.5
+    if not unknown.any() or not (trimap == 1.0).any() or not (trimap == 0.0).any() or min(trimap.shape) < 2:
+        return hard
+    try:
+        return np.clip(estimate_alpha_cf(work.astype(np.float64) / 255.0, trimap), 0.0, 1.0)
+    except (ValueError, ArithmeticError, RuntimeError, MemoryError) as exc:
+        log.info("closed-form matting failed (%s); using the hard mask", exc)
+        return hard
+
+
+def _seed_mask(
+    fg_seed: np.ndarray, bg_seed: np.ndarray, box_mask: np.ndarray | None, previous: np.ndarray | None
+) -> np.ndarray:
+    """The mask the marks alone say (uint8 0/1): the previous matte, else the boxes, plus the
+    foreground marks, minus the background marks."""
+    if previous is not None:
+        mask = previous.astype(np.uint8)
+    elif box_mask is not None:
+        mask = box_mask.copy()
+    else:
+        mask = np.zeros(fg_seed.shape, np.uint8)
+    mask[fg_seed > 0] = 1
+    mask[bg_seed > 0] = 0
+    return mask
 
 
 def _box_mask(box_prompts: list[BoxPrompt], h: int, w: int, scale: float) -> np.ndarray | None:
