@@ -16,6 +16,9 @@ from service.imaging import alpha_to_u8
 OPAQUE = 0.98
 
 
+MIN_ESTIMATE_SIDE = 4  # below this, the cut-out keeps the photo's own colours
+
+
 def cutout_rgba(image: np.ndarray, alpha: np.ndarray, *, max_pixels: int) -> np.ndarray:
     """Return an (H, W, 4) uint8 RGBA cut-out of ``image`` (H, W, 3 uint8) under ``alpha``
     (H, W float in [0, 1]). Foreground colours are estimated at up to ``max_pixels`` and
@@ -28,9 +31,13 @@ def cutout_rgba(image: np.ndarray, alpha: np.ndarray, *, max_pixels: int) -> np.
         small_alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
     else:
         small_image, small_alpha = image, alpha
-    foreground = estimate_foreground_ml(
-        small_image.astype(np.float64) / 255.0, small_alpha.astype(np.float64)
-    )
+    if min(small_alpha.shape) < MIN_ESTIMATE_SIDE:
+        # pymatting's multi-level estimate divides by the level sizes: too small to estimate.
+        foreground = small_image.astype(np.float64) / 255.0
+    else:
+        foreground = estimate_foreground_ml(
+            small_image.astype(np.float64) / 255.0, small_alpha.astype(np.float64)
+        )
     if scale < 1.0:
         foreground = cv2.resize(
             foreground.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR

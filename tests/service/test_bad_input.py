@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ from service.process import ServerProcess
 from tests.conftest import ALICE, MAX_UPLOAD_BYTES
 from tests.service.test_sessions_http import BOX, create_session, run_round
 from tests.support.bombs import png_bomb
-from tests.support.images import encode, two_objects
+from tests.support.images import decode_png, encode, two_objects
 
 IMAGE, _, _ = two_objects()
 PNG = encode(IMAGE)
@@ -267,3 +268,73 @@ def test_image_formats_and_modes_are_accepted(api_server: ServerProcess) -> None
         )
         assert response.status_code == 201, (name, response.text)
         assert (response.json()["width"], response.json()["height"]) == (480, 360)
+
+
+DEGENERATE = [
+    ("1x1", np.full((1, 1, 3), 128, np.uint8), [{"type": "click", "x": 0, "y": 0, "label": "fg"}]),
+    ("2x2", np.full((2, 2, 3), 90, np.uint8), [{"type": "box", "x0": 0, "y0": 0, "x1": 2, "y1": 2}]),
+    (
+        "1x2000",
+        np.random.default_rng(1).integers(0, 255, (1, 2000, 3), dtype=np.uint8),
+        [{"type": "box", "x0": 10, "y0": 0, "x1": 900, "y1": 1}],
+    ),
+    (
+        "3000x1",
+        np.random.default_rng(2).integers(0, 255, (3000, 1, 3), dtype=np.uint8),
+        [{"type": "click", "x": 0, "y": 100, "label": "fg"}],
+    ),
+    (
+        "whole-frame box, uniform",
+        np.full((200, 300, 3), 128, np.uint8),
+        [{"type": "box", "x0": 0, "y0": 0, "x1": 300, "y1": 200}],
+    ),
+    (
+        "one click on texture",
+        np.random.default_rng(3).integers(0, 255, (200, 300, 3), dtype=np.uint8),
+        [{"type": "click", "x": 150, "y": 100, "label": "fg"}],
+    ),
+    (
+        "tiny box",
+        np.random.default_rng(4).integers(0, 60, (480, 640, 3), dtype=np.uint8),
+        [{"type": "box", "x0": 100, "y0": 100, "x1": 106, "y1": 112}],
+    ),
+]
+
+
+@pytest.mark.parametrize("model", ["classical", "dfimat"])
+@pytest.mark.parametrize(("name", "image", "prompts"), DEGENERATE, ids=[d[0] for d in DEGENERATE])
+def test_degenerate_images_and_prompts_still_get_a_matte_and_a_cutout(
+    api_server: ServerProcess, model: str, name: str, image: np.ndarray, prompts: list[dict]
+) -> None:
+    """Issue 11: what made the classical engine (and the 1x1 cut-out) answer 500."""
+    response = httpx.post(
+        f"{api_server.url}/v1/matte",
+        files={"image": ("a.png", encode(image), "image/png")},
+        data={"model": model, "prompts": json.dumps(prompts), "output": "cutout"},
+        headers=ALICE,
+        timeout=120,
+    )
+    assert response.status_code == 200, (name, model, response.text)
+    rgba = decode_png(response.content)
+    assert rgba.shape == (*image.shape[:2], 4)
+
+
+def test_a_one_bit_png_is_matted(api_server: ServerProcess) -> None:
+    import io
+
+    from PIL import Image
+
+    bits = Image.fromarray((IMAGE.mean(axis=2) > 100).astype(np.uint8) * 255).convert("1")
+    buffer = io.BytesIO()
+    bits.save(buffer, format="PNG")
+    response = httpx.post(
+        f"{api_server.url}/v1/matte",
+        files={"image": ("bits.png", buffer.getvalue(), "image/png")},
+        data={
+            "model": "classical",
+            "prompts": json.dumps([{"type": "box", "x0": 40, "y0": 30, "x1": 300, "y1": 300}]),
+        },
+        headers=ALICE,
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
