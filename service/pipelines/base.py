@@ -14,11 +14,17 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import anyio
 import numpy as np
 
 from schemas.prompts import Prompt, PromptKind
 from schemas.system import ModelInfo
+from service.engines.marks import has_marks, honour_marks
 from service.errors import UnsupportedPrompt
+from service.prompts import focus_region, shift_prompt
+
+FOCUS_CONTEXT = 0.25  # margin around the boxes a focused pipeline sees, fraction of their size
+_FOCUS_MAGIC = b"MSFOCUS1"
 
 
 @dataclass
@@ -40,6 +46,12 @@ class FeatureCache:
             store[name] = value
 
         return cls(load, save)
+
+    def scoped(self, scope: str) -> FeatureCache:
+        """The same store with names suffixed by ``@scope`` (features of a region of the photo)."""
+        return FeatureCache(
+            lambda name: self.load(f"{name}@{scope}"), lambda name, v: self.save(f"{name}@{scope}", v)
+        )
 
 
 @dataclass
@@ -94,6 +106,9 @@ class Pipeline(abc.ABC):
     prompt_kinds: frozenset[PromptKind]
     automatic: bool = False
     multi_round: bool = True
+    focus_on_boxes: bool = False
+    """Run on the region of the session's boxes (plus context) instead of the whole photo, so a
+    small person's box gets the network's whole input size (see :meth:`run_round`)."""
 
     def check_prompts(self, prompts: Sequence[Prompt]) -> None:
         """Raise ``UnsupportedPrompt`` if this pipeline cannot use ``prompts`` (all rounds)."""
@@ -110,9 +125,62 @@ class Pipeline(abc.ABC):
         """Compute and cache per-session image features at session creation. Returns timings."""
         return {}
 
-    @abc.abstractmethod
     async def run_round(self, request: RoundInput) -> RoundOutput:
-        """Compute one round's matte."""
+        """One round's matte: :meth:`compute_round`, then every click and scribble of the session
+        honoured (``service.engines.marks``: 1 under foreground marks, 0 under background
+        ones, and the region each corrects follows it), whatever the pipeline."""
+        region = self._focus(request)
+        if region is None:
+            output = await self.compute_round(request)
+        else:
+            output = await self._compute_focused(request, region)
+        if has_marks(request.prompts):
+            timer = Timer()
+            with timer.stage("marks"):
+                output.alpha = await anyio.to_thread.run_sync(
+                    honour_marks, request.image, output.alpha, request.prompts
+                )
+            output.timings_ms = {**output.timings_ms, **timer.ms}
+        return output
+
+    def _focus(self, request: RoundInput) -> tuple[int, int, int, int] | None:
+        """(y0, y1, x0, x1) of the boxes' region with context (their foreground marks included),
+        or None when the pipeline does not focus or there is no box. It depends on the marks
+        only, so it stays the same from round to round while the boxes do."""
+        if not self.focus_on_boxes:
+            return None
+        return focus_region(request.image.shape[:2], request.prompts, None, FOCUS_CONTEXT)
+
+    async def _compute_focused(self, request: RoundInput, region: tuple[int, int, int, int]) -> RoundOutput:
+        """:meth:`compute_round` on the region's crop (prompts shifted, previous matte cropped,
+        features cached per region, state kept with its region), pasted into a full-size matte
+        that is 0 outside the region (outside every box is background)."""
+        y0, y1, x0, x1 = region
+        header = np.asarray(region, np.int32).tobytes()
+        state = request.previous_state
+        if state is not None:
+            same = state.startswith(_FOCUS_MAGIC) and state[8:24] == header
+            state = state[24:] if same else None
+        crop = RoundInput(
+            image=np.ascontiguousarray(request.image[y0:y1, x0:x1]),
+            prompts=[shift_prompt(p, x0, y0) for p in request.prompts],
+            new_prompts=[shift_prompt(p, x0, y0) for p in request.new_prompts],
+            previous_alpha=None if request.previous_alpha is None else request.previous_alpha[y0:y1, x0:x1],
+            previous_state=state,
+            features=request.features.scoped(f"{y0},{y1},{x0},{x1}"),
+            round_index=request.round_index,
+        )
+        output = await self.compute_round(crop)
+        alpha = np.zeros(request.image.shape[:2], np.float32)
+        alpha[y0:y1, x0:x1] = output.alpha
+        output.alpha = alpha
+        if output.state is not None:
+            output.state = _FOCUS_MAGIC + header + output.state
+        return output
+
+    @abc.abstractmethod
+    async def compute_round(self, request: RoundInput) -> RoundOutput:
+        """Compute one round's matte from the pipeline's own engine or networks."""
 
     @abc.abstractmethod
     async def info(self) -> ModelInfo:

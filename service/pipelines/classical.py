@@ -23,7 +23,7 @@ class ClassicalPipeline(Pipeline):
         self.params = params
         self.limiter = limiter
 
-    async def run_round(self, request: RoundInput) -> RoundOutput:
+    async def compute_round(self, request: RoundInput) -> RoundOutput:
         timer = Timer()
         with timer.stage("matting"):
             alpha = await anyio.to_thread.run_sync(

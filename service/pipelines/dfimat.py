@@ -41,6 +41,7 @@ class DFIMatPipeline(NetworkPipeline):
     prompt_kinds = frozenset({"click", "scribble", "box", "text"})
     automatic = False
     multi_round = True
+    focus_on_boxes = True
     networks = (ENCODER, DECODER, REFINER)
 
     def __init__(
@@ -66,7 +67,7 @@ class DFIMatPipeline(NetworkPipeline):
         )
         return vector, np.ones(1, np.float32)
 
-    async def run_round(self, request: RoundInput) -> RoundOutput:
+    async def compute_round(self, request: RoundInput) -> RoundOutput:
         timer = Timer()
         box = Letterbox(*request.image.shape[:2], self.size)
         with timer.stage("prepare"):

@@ -25,13 +25,14 @@ class SEMatPipeline(NetworkPipeline):
     prompt_kinds = frozenset({"box"})
     automatic = False
     multi_round = False
+    focus_on_boxes = True
     networks = ("semat",)
 
     def __init__(self, backend: InferenceBackend, limiter: anyio.CapacityLimiter) -> None:
         super().__init__(backend)
         self.limiter = limiter
 
-    async def run_round(self, request: RoundInput) -> RoundOutput:
+    async def compute_round(self, request: RoundInput) -> RoundOutput:
         timer = Timer()
         box = Letterbox(*request.image.shape[:2], self.size)
         prompt = semat_box(request.prompts, box)

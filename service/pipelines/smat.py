@@ -26,6 +26,7 @@ class SMatPipeline(NetworkPipeline):
     prompt_kinds = frozenset({"click", "scribble", "box"})
     automatic = True
     multi_round = False
+    focus_on_boxes = True
     networks = (ENCODER, DECODER)
 
     def __init__(self, backend: InferenceBackend, limiter: anyio.CapacityLimiter) -> None:
@@ -39,7 +40,7 @@ class SMatPipeline(NetworkPipeline):
             await self.cached(features, ENCODER, box.image(image))
         return timer.ms
 
-    async def run_round(self, request: RoundInput) -> RoundOutput:
+    async def compute_round(self, request: RoundInput) -> RoundOutput:
         timer = Timer()
         box = Letterbox(*request.image.shape[:2], self.size)
         with timer.stage("prepare"):

@@ -63,15 +63,26 @@ async def test_dfimat_encodes_once_and_rounds_reuse_features_and_state() -> None
     second = await pipeline.run_round(
         RoundInput(image, [box, click], [click], first.alpha, first.state, features, 2)
     )
-    assert backend.calls == {"iscn_encoder": 1, "iscn_decoder": 2, "mrn": 2}, (
+    # With a box the pipeline focuses on the box's region: its features are computed in round 1
+    # (once) and reused by round 2, whose marks leave the region unchanged.
+    assert backend.calls == {"iscn_encoder": 2, "iscn_decoder": 2, "mrn": 2}, (
         "rounds reuse the cached features"
     )
+    region = ",".join(
+        str(v) for v in pipeline._focus(RoundInput(image, [box], [box], None, None, features, 1))
+    )
+    assert await features.load(f"iscn_encoder@{region}") is not None
     for output in (first, second):
         assert output.alpha.shape == (180, 240) and output.alpha.dtype == np.float32
         assert output.alpha.min() >= 0.0 and output.alpha.max() <= 1.0
         assert 0.0 <= output.score <= 1.0
         s4 = pipeline.size // 4
-        assert unpack_arrays(output.state)["prev_mask"].shape == (s4, s4)
+        assert output.state.startswith(b"MSFOCUS1")
+        assert unpack_arrays(output.state[24:])["prev_mask"].shape == (s4, s4)
+    # Without a box, the session's own features serve every round.
+    click = ClickPrompt(x=60, y=90, label="fg")
+    await pipeline.run_round(RoundInput(image, [click], [click], None, None, features, 1))
+    assert backend.calls["iscn_encoder"] == 2
     await backend.close()
 
 

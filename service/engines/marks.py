@@ -1,0 +1,164 @@
+"""Honouring the user's marks: an edge-aware local correction applied after every pipeline.
+
+After a round, the matte under a background click or scribble is 0 and under a foreground one
+is 1, and the connected region the mark corrects follows it:
+
+* a **background** mark on a wrongly included region removes that region: if the region is a
+  separate piece of the matte (no foreground mark in it, less than half of the matte), the
+  whole piece; otherwise the part of it that is geodesically closer to the mark than to the
+  foreground (the foreground marks, or the part of the piece farthest from the mark), with
+  path costs that grow with the photo's colour edges, so the cut runs along an edge;
+* a **foreground** mark on a missed part adds the part of the background, within a window
+  around the mark of the matte's size, that is geodesically closer to the mark than to the
+  background evidence (background marks, the outside of the boxes, the window's rim).
+
+Geodesic distances are scikit-image's minimum-cost paths (``skimage.graph.MCP_Geometric``) on
+a working copy of at most :data:`WORK_SIDE` px; the corrected region is mapped back with
+bilinear weights, and the marks themselves are then written at full resolution. The learned
+pipelines' CRM still drives the global change; this only makes sure the marks' own regions
+follow them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+from skimage.graph import MCP_Geometric
+
+from schemas.prompts import ClickPrompt, Prompt, ScribblePrompt
+from service.prompts import boxes, draw_marks
+
+WORK_SIDE = 384
+EDGE_WEIGHT = 40.0  # path cost per unit of colour-gradient magnitude (RGB in [0, 1]) per pixel
+FAR_QUANTILE = 0.8  # without foreground marks, the farthest 20 % of a piece anchor the foreground
+KEEP_BIAS = (
+    1.5  # a pixel leaves the matte when its path cost to the mark is < 1/KEEP_BIAS of that to the foreground
+)
+PIECE_FRACTION = 0.5  # a separate piece smaller than this share of the matte goes as a whole
+
+
+def has_marks(prompts: Sequence[Prompt]) -> bool:
+    """Whether any click or scribble is among ``prompts``."""
+    return any(isinstance(p, ClickPrompt | ScribblePrompt) for p in prompts)
+
+
+def honour_marks(image: np.ndarray, alpha: np.ndarray, prompts: Sequence[Prompt]) -> np.ndarray:
+    """``alpha`` (H, W) float32 in [0, 1] of ``image`` (H, W, 3 uint8 RGB) corrected so that every
+    click and scribble of ``prompts`` holds (see the module doc). Returns a new array."""
+    if not has_marks(prompts):
+        return alpha
+    height, width = alpha.shape
+    scale = min(1.0, WORK_SIDE / max(height, width))
+    h, w = max(1, round(height * scale)), max(1, round(width * scale))
+    small = alpha if scale == 1.0 else cv2.resize(alpha, (w, h), interpolation=cv2.INTER_AREA)
+    guide = image if scale == 1.0 else cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    fg, bg = draw_marks(prompts, h, w, scale=scale, click_radius=max(1, round(2 * scale)))
+    inside = small >= 0.5
+    costs = _edge_costs(guide)
+    remove = _removed_region(inside, fg > 0, bg > 0, costs)
+    add = _added_region(inside, fg > 0, bg > 0, costs, _outside_boxes(prompts, h, w, scale))
+    out = alpha.astype(np.float32, copy=True)
+    if remove.any() or add.any():
+        change = (add.astype(np.float32) - remove.astype(np.float32)) * 255.0
+        if scale != 1.0:
+            change = cv2.resize(change, (width, height), interpolation=cv2.INTER_LINEAR)
+        change /= 255.0
+        out = np.where(change < 0, out * (1.0 + change), out + (1.0 - out) * np.clip(change, 0.0, 1.0))
+    fg_full, bg_full = draw_marks(prompts, height, width, scale=1.0, click_radius=2)
+    out[fg_full > 0] = 1.0
+    out[bg_full > 0] = 0.0
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def _edge_costs(image: np.ndarray) -> np.ndarray:
+    """Per-pixel travel cost 1 + EDGE_WEIGHT * |grad I| (Sobel on the RGB image in [0, 1], the
+    largest channel), lightly smoothed first so that noise does not look like an edge."""
+    img = cv2.GaussianBlur(image.astype(np.float32) / 255.0, (0, 0), 1.0)
+    gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3)
+    magnitude = np.sqrt(gx * gx + gy * gy)
+    if magnitude.ndim == 3:
+        magnitude = magnitude.max(axis=2)
+    return (1.0 + EDGE_WEIGHT * magnitude).astype(np.float64)
+
+
+def _geodesic(costs: np.ndarray, domain: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Minimum path cost from any of ``seeds`` to every pixel, moving only inside ``domain``
+    (inf elsewhere and where unreachable)."""
+    starts = np.argwhere(seeds & domain)
+    if len(starts) == 0:
+        return np.full(domain.shape, np.inf)
+    walled = np.where(domain, costs, np.inf)
+    distance, _ = MCP_Geometric(walled).find_costs(starts)
+    return np.where(domain, distance, np.inf)
+
+
+def _removed_region(inside: np.ndarray, fg: np.ndarray, bg: np.ndarray, costs: np.ndarray) -> np.ndarray:
+    """The wrongly included pixels the background marks take out (bool [h, w])."""
+    # A mark the pipeline already honoured sits just outside the matte: it still corrects the
+    # piece it touches, so the mark's pixels join the matte for the search.
+    reach = inside | bg
+    hit = bg & cv2.dilate(inside.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    if not hit.any():
+        return np.zeros(inside.shape, bool)
+    _, labels = cv2.connectedComponents(reach.astype(np.uint8), connectivity=8)
+    inside = reach
+    total = max(int(inside.sum()), 1)
+    removed = np.zeros(inside.shape, bool)
+    for label in np.unique(labels[hit]):
+        piece = labels == label
+        anchors = fg & piece
+        if not anchors.any() and piece.sum() < PIECE_FRACTION * total:
+            removed |= piece  # a separate piece the user marked as background
+            continue
+        from_bg = _geodesic(costs, piece, bg)
+        if not anchors.any():
+            reached = from_bg[np.isfinite(from_bg)]
+            anchors = piece & (from_bg >= np.quantile(reached, FAR_QUANTILE))
+        from_fg = _geodesic(costs, piece, anchors)
+        removed |= piece & (KEEP_BIAS * from_bg < from_fg)
+    return removed
+
+
+def _added_region(
+    inside: np.ndarray, fg: np.ndarray, bg: np.ndarray, costs: np.ndarray, outside_boxes: np.ndarray | None
+) -> np.ndarray:
+    """The missed pixels the foreground marks bring in (bool [h, w])."""
+    # Likewise a foreground mark already inside the matte still brings in the missed part it touches.
+    outside = ~inside | fg
+    hit = fg & cv2.dilate((~inside).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    if not hit.any():
+        return np.zeros(inside.shape, bool)
+    h, w = inside.shape
+    ys, xs = np.nonzero(inside)
+    extent = max(ys.max() - ys.min(), xs.max() - xs.min()) if len(ys) else max(h, w) // 2
+    half = max(8, int(0.5 * extent))
+    hy, hx = np.nonzero(hit)
+    y0, y1 = max(0, hy.min() - half), min(h, hy.max() + half + 1)
+    x0, x1 = max(0, hx.min() - half), min(w, hx.max() + half + 1)
+    window = np.zeros((h, w), bool)
+    window[y0:y1, x0:x1] = True
+    domain = outside & window
+    background = bg.copy()
+    rim = window & ~cv2.erode(window.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    background |= rim & ~fg
+    if outside_boxes is not None:
+        background |= outside_boxes & ~fg
+    from_fg = _geodesic(costs, domain, fg)
+    from_bg = _geodesic(costs, domain, background & domain)
+    return domain & ~inside & (from_fg < from_bg)
+
+
+def _outside_boxes(prompts: Sequence[Prompt], h: int, w: int, scale: float) -> np.ndarray | None:
+    """bool [h, w]: outside every box of ``prompts``, or None without boxes."""
+    found = boxes(prompts)
+    if not found:
+        return None
+    inside = np.zeros((h, w), bool)
+    for b in found:
+        inside[
+            int(b.y0 * scale) : int(np.ceil(b.y1 * scale)), int(b.x0 * scale) : int(np.ceil(b.x1 * scale))
+        ] = True
+    return ~inside

@@ -1,0 +1,86 @@
+"""Every mark is honoured, in every pipeline that takes clicks, on real COCO photos, through the API.
+
+Round 1 is the person's box; round 2 is one click at the deepest point of the largest error
+of round 1 against the ground truth (DFIMat's simulator): a background click on the largest
+wrongly included region, or a foreground click on the largest missed part. After round 2 the
+matte under the click is exactly 0 (background) or 1 (foreground) in every pipeline. The
+region the click corrects follows it (most of its pixels flip) on most photos with dfimat
+(measured: 5 of these 6); with the classical engine and prompted SMat the correction moves the
+region less (classical's misses are mostly textured hair, where the geodesic search stops
+early; measured mean flipped share 0.26 and 0.24), so there the bar is that it moves at all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from models.eval.simulator import deepest_point, error_regions, gt_box
+from service.evaluation.samples import Sample, samples
+from service.process import ServerProcess
+from tests.conftest import ALICE
+from tests.support.images import decode_png
+from tests.support.shared_data import require
+
+PHOTOS = ("000000000036", "000000000165", "000000000241", "000000000326", "000000000389", "000000000436")
+
+
+@pytest.fixture(scope="module")
+def targets() -> list[Sample]:
+    root: Path = require("evaldata", "coco128seg_persons")
+    found = [s for s in samples(str(root), max_instances=1) if s.name.split("#")[0] in PHOTOS]
+    assert len(found) == len(PHOTOS)
+    return found
+
+
+def _session_round(server: ServerProcess, sid: str, prompts: list[dict]) -> np.ndarray:
+    response = httpx.post(
+        f"{server.url}/v1/sessions/{sid}/rounds", json={"prompts": prompts}, headers=ALICE, timeout=120
+    )
+    assert response.status_code == 200, response.text
+    png = httpx.get(f"{server.url}{response.json()['alpha_url']}", headers=ALICE, timeout=60)
+    assert png.status_code == 200
+    return decode_png(png.content).astype(np.float32) / 255.0
+
+
+@pytest.mark.parametrize("model", ["dfimat", "classical", "smat"])
+def test_a_corrective_click_is_honoured_and_its_region_follows(
+    api_server: ServerProcess, targets: list[Sample], model: str
+) -> None:
+    followed, seen, shares = 0, 0, []
+    for target in targets:
+        with open(
+            require("evaldata", "coco128seg_persons", "image", f"{target.name.split('#')[0]}.jpg"), "rb"
+        ) as f:
+            created = httpx.post(
+                f"{api_server.url}/v1/sessions",
+                files={"image": ("photo.jpg", f.read(), "image/jpeg")},
+                data={"model": model},
+                headers=ALICE,
+                timeout=120,
+            )
+        assert created.status_code == 201, created.text
+        sid = created.json()["session_id"]
+        box = gt_box(target.alpha)
+        first = _session_round(api_server, sid, [box.model_dump()])
+        region = error_regions(first, target.alpha)[0]
+        x, y, _ = deepest_point(region.mask)
+        second = _session_round(api_server, sid, [{"type": "click", "x": x, "y": y, "label": region.label}])
+        if region.label == "bg":
+            assert second[y, x] == 0.0, (target.name, model)
+            flipped = float((second[region.mask] < 0.5).mean())
+        else:
+            assert second[y, x] == 1.0, (target.name, model)
+            flipped = float((second[region.mask] >= 0.5).mean())
+        seen += 1
+        followed += flipped >= 0.5
+        shares.append(flipped)
+        httpx.delete(f"{api_server.url}/v1/sessions/{sid}", headers=ALICE, timeout=30)
+    assert seen == len(targets)
+    if model == "dfimat":
+        assert followed >= len(targets) - 2, f"the region followed the click on {followed} of {seen} photos"
+    else:
+        assert float(np.mean(shares)) >= 0.15, f"{model}: flipped shares {shares}"
