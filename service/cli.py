@@ -315,50 +315,145 @@ async def _evaluate(
     console.print(f"wrote {out / f'eval_{stem}.json'} and {out / f'eval_{stem}.png'}")
 
 
+@app.command("eval-stages")
+def eval_stages(
+    data: Annotated[str, typer.Option(help="A folder (optionally ?column=value) or synthetic:N[@SIZE].")],
+    limit: Annotated[int | None, typer.Option(help="At most this many targets.")] = None,
+    max_instances: Annotated[int, typer.Option(help="Targets per photo (largest first).")] = 1,
+    markdown_out: Annotated[Path | None, typer.Option(help="Also write the table as Markdown.")] = None,
+) -> None:
+    """What limits dfimat's mattes, stage by stage: ISCN's mask, MRN fed ground-truth masks vs
+    closed-form matting on the same trimap, guided vs bilinear upsampling (oracle experiments)."""
+    table = asyncio.run(_eval_stages(data, limit, max_instances))
+    text = table.markdown()
+    Console(width=160).print(text)
+    for failure in table.failures:
+        console.print(f"[yellow]failed[/]: {failure}")
+    if markdown_out is not None:
+        markdown_out.parent.mkdir(parents=True, exist_ok=True)
+        markdown_out.write_text(text)
+
+
+async def _eval_stages(data: str, limit: int | None, max_instances: int):
+    import anyio
+
+    from service.config import Settings
+    from service.evaluation.samples import samples
+    from service.evaluation.stages import stage_table
+    from service.pipelines.factory import build_registry, close_registry
+
+    items = list(samples(data, max_instances=max_instances, limit=limit))
+    if not items:
+        raise typer.BadParameter(f"no samples in {data!r}")
+    registry = await build_registry(Settings(), anyio.CapacityLimiter(os.cpu_count() or 1))
+    try:
+        return await stage_table(registry.pipelines["dfimat"], items)
+    finally:
+        await close_registry(registry)
+
+
+@app.command("eval-instances")
+def eval_instances(
+    data: Annotated[
+        str, typer.Option(help="A multi-instance folder (HIM2K or image/ + alpha/<id>/<k>.png).")
+    ],
+    min_area: Annotated[int, typer.Option(help="Ignore ground-truth people under this many pixels.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
+) -> None:
+    """Evaluate /v1/instances (every person, no prompt): recognition quality and IMQ (InstMatt)."""
+    import json
+
+    summary = asyncio.run(_eval_instances(data, min_area))
+    Console().print_json(json.dumps(summary))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+async def _eval_instances(data: str, min_area: int) -> dict:
+    import anyio
+
+    from models.data.layouts import open_folder
+    from service.config import Settings
+    from service.evaluation.instances import evaluate_instances
+    from service.pipelines.factory import build_registry, close_registry
+
+    registry = await build_registry(Settings(), anyio.CapacityLimiter(os.cpu_count() or 1))
+    try:
+        if registry.instances is None:
+            raise typer.BadParameter("instance matting is not available on this backend")
+        report = await evaluate_instances(registry.instances, open_folder(data), min_area)
+    finally:
+        await close_registry(registry)
+    return {"data": data, **report.summary(), "failure_examples": report.failures[:3]}
+
+
 @app.command("calibrate-auto")
 def calibrate_auto(
     data: Annotated[
-        str, typer.Option(help="Evaluation data: a folder, or synthetic:N[@SIZE].")
-    ] = "synthetic:30@512",
-    limit: Annotated[int | None, typer.Option(help="At most this many targets.")] = 40,
+        list[str] | None,
+        typer.Option(
+            help="Evaluation data for prompted situations (repeatable): a folder (optionally "
+            "?column=value), or synthetic:N[@SIZE]."
+        ),
+    ] = None,
+    automatic_data: Annotated[
+        list[str] | None,
+        typer.Option(help="Data for the no-prompt situation (repeatable; default: --data)."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many targets per data set.")] = 40,
+    max_instances: Annotated[int, typer.Option(help="Targets per photo (largest first).")] = 2,
     out: Annotated[Path, typer.Option(help="Routing table to write.")] = Path("triton_repo/auto_routes.json"),
     markdown_out: Annotated[
         Path | None, typer.Option(help="Also write the figures as a Markdown table.")
     ] = None,
 ) -> None:
-    """Measure every pipeline per prompt situation and write auto's routing table from the figures."""
+    """Measure every pipeline per prompt situation and write auto's routing table from the figures
+    (a learned pipeline is chosen only where it beats the classical engine on every data set)."""
     import json
 
     from service.evaluation.routing import markdown
 
-    document = asyncio.run(_calibrate(data, limit))
+    document = asyncio.run(
+        _calibrate(data or ["synthetic:30@512"], automatic_data or [], limit, max_instances)
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(document, indent=2) + "\n")
     table = markdown(document)
-    Console(width=160).print(table)
+    Console(width=200).print(table)
     if markdown_out is not None:
         markdown_out.parent.mkdir(parents=True, exist_ok=True)
         markdown_out.write_text(table)
     console.print(f"routes {document['routes']} -> {out}")
 
 
-async def _calibrate(data: str, limit: int | None) -> dict:
+async def _calibrate(data: list[str], automatic: list[str], limit: int | None, max_instances: int) -> dict:
     import anyio
 
     from service.config import Settings
-    from service.evaluation.routing import calibrate
+    from service.evaluation.routing import DataSet, calibrate
     from service.evaluation.samples import samples
     from service.pipelines.factory import build_registry, close_registry
 
+    def load(specs: list[str]) -> list[DataSet]:
+        sets = [
+            DataSet.of(spec, list(samples(spec, max_instances=max_instances, limit=limit))) for spec in specs
+        ]
+        for d in sets:
+            if not d.items:
+                raise typer.BadParameter(f"no samples in {d.name!r}")
+            console.print(f"{d.name}: {len(d.items)} targets, scored by {d.metric}")
+        return sets
+
+    prompted, automatic_sets = load(data), load(automatic)
     registry = await build_registry(Settings(), anyio.CapacityLimiter(os.cpu_count() or 1))
     try:
-        items = list(samples(data, limit=limit))
-        console.print(f"calibrating auto on {len(items)} targets of {data} ...")
-        document = await calibrate(registry, items)
+        document = await calibrate(registry, prompted, automatic_sets or None)
     finally:
         await close_registry(registry)
     document["data"] = data
-    document["targets"] = len(items)
+    document["automatic_data"] = automatic or data
+    document["targets"] = {d.name: len(d.items) for d in prompted + automatic_sets}
     return document
 
 

@@ -1,15 +1,26 @@
 """Deciding ``auto``'s routing table from measurements.
 
 For each prompt situation of ``service.pipelines.routing`` the pipelines that can serve it are
-evaluated on the same targets under the matching simulator protocol, and the one with the
-lowest SAD after the protocol's last round wins (IoU breaks ties). Untrained pipelines are
-measured and shown but never chosen. The result is the JSON the service reads
+evaluated on the same targets under the matching simulator protocol, on one or more data sets.
+Each data set is scored by what its ground truth supports: SAD after the protocol's last round
+where the ground truth is a soft matte (composites), IoU where it is a binary mask (the COCO
+persons). The rule (issue 10: ``auto`` is never worse than the classical engine on real photos):
+
+* where the classical engine can serve the situation, a learned pipeline is only eligible if it
+  beats classical on **every** data set; if none does, classical is chosen;
+* among the eligible, the best mean rank over the data sets wins (the first data set's figure
+  breaks ties); untrained pipelines are measured and shown but never chosen.
+
+Failed samples count as failures and are scored as an empty matte (see
+:mod:`service.evaluation.runner`). The result is the JSON the service reads
 (``triton_repo/auto_routes.json``): the table plus every figure behind it.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+
+import numpy as np
 
 from service.evaluation.runner import ModelSummary, run_sample, summarise
 from service.evaluation.samples import Sample
@@ -32,17 +43,47 @@ SITUATION_KINDS = {
     "text": {"text"},
     "mix": {"box", "text", "click", "scribble"},
 }
+BASELINE = "classical"
+
+
+@dataclass
+class DataSet:
+    """Named evaluation targets; ``soft`` when the ground truth is a matte (scored by SAD), else
+    a binary mask (scored by IoU)."""
+
+    name: str
+    items: list[Sample]
+    soft: bool
+
+    @classmethod
+    def of(cls, name: str, items: list[Sample]) -> DataSet:
+        """Soft when more than 0.1 % of the ground-truth pixels are strictly between 0 and 1."""
+        fractions = [
+            float(((s.alpha > 0) & (s.alpha < 1)).mean()) for s in items if s.error is None and s.alpha.size
+        ]
+        return cls(name, items, bool(fractions) and float(np.mean(fractions)) > 1e-3)
+
+    @property
+    def metric(self) -> str:
+        return "sad" if self.soft else "iou"
 
 
 @dataclass
 class Candidate:
     model: str
     trained: bool
-    summary: ModelSummary
+    summaries: dict[str, ModelSummary]
 
-    @property
-    def final(self) -> dict[str, float] | None:
-        return self.summary.per_round[-1] if self.summary.per_round and not self.summary.failures else None
+    def final(self, data: str) -> dict[str, float] | None:
+        summary = self.summaries[data]
+        return summary.per_round[-1] if summary.per_round else None
+
+    def score(self, data: DataSet) -> float:
+        """Lower is better: SAD, or 1 - IoU."""
+        f = self.final(data.name)
+        if f is None:
+            return float("inf")
+        return f["sad"] if data.soft else 1.0 - f["iou"]
 
 
 def eligible(registry: PipelineRegistry, situation: str) -> list[str]:
@@ -62,29 +103,61 @@ def eligible(registry: PipelineRegistry, situation: str) -> list[str]:
     return names
 
 
-async def calibrate(registry: PipelineRegistry, items: list[Sample], seed: int = 0) -> dict:
-    """Evaluate every eligible pipeline per situation; return the routing JSON document."""
-    document: dict = {"routes": {}, "situations": {}}
+def choose(candidates: list[Candidate], datasets: list[DataSet]) -> str | None:
+    """The rule of the module doc."""
+    trained = [c for c in candidates if c.trained and any(c.final(d.name) for d in datasets)]
+    baseline = next((c for c in trained if c.model == BASELINE), None)
+    if baseline is not None:
+        trained = [
+            c for c in trained if c is baseline or all(c.score(d) < baseline.score(d) for d in datasets)
+        ]
+    if not trained:
+        return None
+    ranks = {c.model: 0.0 for c in trained}
+    for d in datasets:
+        for r, c in enumerate(sorted(trained, key=lambda c: c.score(d))):
+            ranks[c.model] += r
+    return min(trained, key=lambda c: (ranks[c.model], c.score(datasets[0]))).model
+
+
+async def calibrate(
+    registry: PipelineRegistry,
+    datasets: list[DataSet],
+    automatic: list[DataSet] | None = None,
+    seed: int = 0,
+) -> dict:
+    """Evaluate every eligible pipeline per situation on ``datasets`` (``automatic`` for the
+    no-prompt situation, default the same); return the routing JSON document."""
+    document: dict = {"routes": {}, "situations": {}, "rule": __doc__.split("\n\n")[1].strip()}
     for situation, (protocol, rounds) in SITUATIONS.items():
+        sets = (automatic or datasets) if situation == "none" else datasets
         candidates = []
         for name in eligible(registry, situation):
-            results = [await run_sample(registry, name, item, protocol, rounds, seed) for item in items]
-            candidates.append(Candidate(name, registry.pipelines[name].trained, summarise(name, results)))
-        usable = [c for c in candidates if c.trained and c.final is not None]
-        best = min(usable, key=lambda c: (c.final["sad"], -c.final["iou"]), default=None)
+            summaries = {}
+            for d in sets:
+                results = [await run_sample(registry, name, item, protocol, rounds, seed) for item in d.items]
+                summaries[d.name] = summarise(name, results)
+            candidates.append(Candidate(name, registry.pipelines[name].trained, summaries))
+        best = choose(candidates, sets)
         if best is not None:
-            document["routes"][situation] = best.model
+            document["routes"][situation] = best
         document["situations"][situation] = {
             "protocol": protocol,
             "rounds": rounds,
-            "chosen": best.model if best else None,
+            "chosen": best,
+            "data": [{"name": d.name, "targets": len(d.items), "scored_by": d.metric} for d in sets],
             "candidates": [
                 {
                     "model": c.model,
                     "trained": c.trained,
-                    "failures": c.summary.failures,
-                    "final": c.final,
-                    "summary": asdict(c.summary),
+                    "per_data": {
+                        d.name: {
+                            "failures": c.summaries[d.name].failures,
+                            "final": c.final(d.name),
+                            "summary": asdict(c.summaries[d.name]),
+                        }
+                        for d in sets
+                    },
                 }
                 for c in candidates
             ],
@@ -93,24 +166,25 @@ async def calibrate(registry: PipelineRegistry, items: list[Sample], seed: int =
 
 
 def markdown(document: dict) -> str:
-    """The routing table with its figures, as a Markdown table for the README."""
+    """The routing table with its figures, as a Markdown table for the README (one row per
+    situation, model and data set; SAD/Grad/Conn in thousands, MSE x1e3, whole image)."""
     lines = [
-        "| situation | protocol | model | SAD | MSE×1e3 | Grad | Conn | IoU | chosen |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|",
+        "| situation | protocol | data | model | SAD | MSE×1e3 | Grad | Conn | IoU | failed | chosen |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for situation, entry in document["situations"].items():
         for c in entry["candidates"]:
-            f = c["final"]
             name = c["model"] + ("" if c["trained"] else " (untrained)")
             chosen = "**auto**" if entry["chosen"] == c["model"] else ""
-            if f is None:
+            for data, figures in c["per_data"].items():
+                f = figures["final"]
+                label = data.rstrip("/").split("/")[-1]
+                head = f"| {situation} | {entry['protocol']} ×{entry['rounds']} | {label} | {name} |"
+                if f is None:
+                    lines.append(f"{head} – | – | – | – | – | {figures['failures']} | {chosen} |")
+                    continue
                 lines.append(
-                    f"| {situation} | {entry['protocol']} ×{entry['rounds']} | {name} | – | – | – | – | – | "
-                    f"failed |"
+                    f"{head} {f['sad']:.2f} | {f['mse'] * 1e3:.2f} | {f['grad']:.2f} | {f['conn']:.2f} | "
+                    f"{f['iou']:.3f} | {figures['failures']} | {chosen} |"
                 )
-                continue
-            lines.append(
-                f"| {situation} | {entry['protocol']} ×{entry['rounds']} | {name} | {f['sad']:.2f} | "
-                f"{f['mse'] * 1e3:.2f} | {f['grad']:.2f} | {f['conn']:.2f} | {f['iou']:.3f} | {chosen} |"
-            )
     return "\n".join(lines) + "\n"

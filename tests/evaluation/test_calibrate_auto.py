@@ -1,4 +1,5 @@
-"""``matteserve calibrate-auto``: auto's routing table comes from measurements."""
+"""``matteserve calibrate-auto``: auto's routing table comes from measurements, and never routes
+to a learned pipeline that loses to the classical engine on any of the data sets."""
 
 from __future__ import annotations
 
@@ -8,10 +9,16 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from service.cli import app
+from service.evaluation.routing import Candidate, DataSet, choose
+from service.evaluation.runner import ModelSummary
 from service.pipelines.routing import load_routes
 
 
-def test_calibration_picks_the_best_trained_pipeline_per_situation(tmp_path: Path) -> None:
+def _score(figures: dict, soft: bool) -> float:
+    return figures["sad"] if soft else 1.0 - figures["iou"]
+
+
+def test_calibration_picks_by_the_rule_and_the_service_reads_it(tmp_path: Path) -> None:
     out = tmp_path / "auto_routes.json"
     table = tmp_path / "auto_routes.md"
     result = CliRunner().invoke(
@@ -32,14 +39,41 @@ def test_calibration_picks_the_best_trained_pipeline_per_situation(tmp_path: Pat
     document = json.loads(out.read_text())
     assert set(document["situations"]) == {"none", "box", "click", "scribble", "text", "mix"}
     for situation, entry in document["situations"].items():
-        candidates = [c for c in entry["candidates"] if c["trained"] and c["final"] is not None]
-        if not candidates:
+        soft = {d["name"]: d["scored_by"] == "sad" for d in entry["data"]}
+        usable = {c["model"]: c for c in entry["candidates"] if c["trained"]}
+        if not usable:
             assert situation not in document["routes"]
             continue
-        best = min(candidates, key=lambda c: (c["final"]["sad"], -c["final"]["iou"]))
-        assert document["routes"][situation] == entry["chosen"] == best["model"]
-    assert document["routes"]["box"] in {"classical", "dfimat", "semat", "smat"}
-    assert "| box | box ×1 | classical |" in table.read_text()
-    # The service reads the same file.
-    routes = load_routes(None, out)
+        chosen = document["routes"][situation]
+        assert chosen == entry["chosen"] and chosen in usable
+        if "classical" in usable and chosen != "classical":
+            for data, figures in usable[chosen]["per_data"].items():
+                base = usable["classical"]["per_data"][data]["final"]
+                assert _score(figures["final"], soft[data]) < _score(base, soft[data])
+    assert "| box | box ×1 | synthetic:1@192 | classical |" in table.read_text()
+    routes = load_routes(None, out)  # the service reads the same file
     assert all(routes[k] == v for k, v in document["routes"].items())
+
+
+def _candidate(model: str, per_data: dict[str, tuple[float, float]]) -> Candidate:
+    return Candidate(
+        model,
+        True,
+        {
+            name: ModelSummary(model, 1, 0, [{"sad": sad, "iou": iou_}], None, None)
+            for name, (sad, iou_) in per_data.items()
+        },
+    )
+
+
+def test_a_learned_pipeline_must_beat_classical_on_every_data_set() -> None:
+    composites = DataSet("composites", [], soft=True)
+    coco = DataSet("coco", [], soft=False)
+    classical = _candidate("classical", {"composites": (10.0, 0.80), "coco": (5.0, 0.60)})
+    wins_one = _candidate("dfimat", {"composites": (8.0, 0.82), "coco": (6.0, 0.55)})
+    wins_both = _candidate("semat", {"composites": (9.0, 0.81), "coco": (4.0, 0.65)})
+    assert choose([classical, wins_one], [composites, coco]) == "classical"
+    assert choose([classical, wins_one, wins_both], [composites, coco]) == "semat"
+    # Without a classical candidate (text, no prompt), the best mean rank wins.
+    assert choose([wins_one, wins_both], [composites, coco]) in {"dfimat", "semat"}
+    assert choose([wins_one], [composites]) == "dfimat"
