@@ -43,7 +43,8 @@ class InstanceMattingInfo(BaseModel):
 
 class ModelsResponse(BaseModel):
     """Answer to ``GET /v1/models``: the pipelines, what ``auto`` picks per prompt situation
-    (``none`` = no prompt, a prompt kind, or ``mix``), and instance matting's status."""
+    (``none`` = no prompt, a prompt kind, ``marks`` = box + clicks/scribbles, ``mix`` = several
+    kinds with text), and instance matting's status."""
 
     models: list[ModelInfo]
     auto: dict[str, PipelineName]

@@ -33,6 +33,7 @@ SITUATIONS: dict[str, tuple[str, int]] = {
     "click": ("click", 3),
     "scribble": ("scribble", 3),
     "text": ("text", 1),
+    "marks": ("box", 3),
     "mix": ("mix", 3),
 }
 SITUATION_KINDS = {
@@ -41,6 +42,7 @@ SITUATION_KINDS = {
     "click": {"click"},
     "scribble": {"scribble"},
     "text": {"text"},
+    "marks": {"box", "click"},
     "mix": {"box", "text", "click", "scribble"},
 }
 BASELINE = "classical"

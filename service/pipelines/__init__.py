@@ -71,8 +71,8 @@ class PipelineRegistry:
         )
 
     async def auto_table(self) -> dict[str, str]:
-        """What ``auto`` currently resolves to for each situation (for /v1/models); ``mix`` is
-        shown for box + clicks."""
+        """What ``auto`` currently resolves to for each situation (for /v1/models); ``marks`` is
+        shown for box + clicks, ``mix`` for box + text + clicks."""
         table: dict[str, str] = {}
         for row, kinds in (
             ("none", []),
@@ -80,7 +80,8 @@ class PipelineRegistry:
             ("scribble", ["scribble"]),
             ("box", ["box"]),
             ("text", ["text"]),
-            ("mix", ["box", "click"]),
+            ("marks", ["box", "click"]),
+            ("mix", ["box", "text", "click"]),
         ):
             prompts = [_example(kind) for kind in kinds]
             try:

@@ -1,8 +1,9 @@
 """Which pipeline ``model=auto`` runs for a given set of prompt kinds.
 
 The table maps a prompt situation to a pipeline: ``none`` (no prompt: automatic matting),
-one prompt kind (``click``, ``scribble``, ``box``, ``text``), or ``mix`` (several kinds
-across the session's rounds). It is configuration, decided by the evaluation figures: the
+one prompt kind (``click``, ``scribble``, ``box``, ``text``), ``marks`` (several kinds without
+text: a box refined by clicks or scribbles, the usual session) or ``mix`` (several kinds,
+text among them). It is configuration, decided by the evaluation figures: the
 evaluation harness writes it next to the shipped weights (``triton_repo/auto_routes.json``)
 and ``MATTESERVE_AUTO_ROUTES`` may override it (a path to such a JSON file, or inline
 ``kind=pipeline,...`` pairs). A pipeline that is untrained, not ready or cannot use all the
@@ -17,14 +18,15 @@ from pathlib import Path
 
 from schemas.prompts import PromptKind
 
-SITUATIONS = ("none", "click", "scribble", "box", "text", "mix")
+SITUATIONS = ("none", "click", "scribble", "box", "text", "marks", "mix")
 DEFAULT_ROUTES: dict[str, str] = {
     "none": "smat",
     "click": "classical",
     "scribble": "classical",
     "box": "classical",
     "text": "dfimat",
-    "mix": "classical",
+    "marks": "classical",
+    "mix": "dfimat",
 }
 FALLBACK_ORDER = ("dfimat", "smat", "semat", "classical")
 
@@ -36,7 +38,7 @@ def situation(kinds: Iterable[PromptKind]) -> str:
         return "none"
     if len(present) == 1:
         return next(iter(present))
-    return "mix"
+    return "mix" if "text" in present else "marks"
 
 
 def load_routes(spec: str | None, default_file: Path | None) -> dict[str, str]:

@@ -37,7 +37,7 @@ def test_calibration_picks_by_the_rule_and_the_service_reads_it(tmp_path: Path) 
     )
     assert result.exit_code == 0, result.output
     document = json.loads(out.read_text())
-    assert set(document["situations"]) == {"none", "box", "click", "scribble", "text", "mix"}
+    assert set(document["situations"]) == {"none", "box", "click", "scribble", "text", "marks", "mix"}
     for situation, entry in document["situations"].items():
         soft = {d["name"]: d["scored_by"] == "sad" for d in entry["data"]}
         usable = {c["model"]: c for c in entry["candidates"] if c["trained"]}

@@ -238,9 +238,9 @@ def test_one_shot_matte_returns_png(api_server: ServerProcess) -> None:
     )
     assert cut.status_code == 200, cut.text
     assert decode_png(cut.content).shape == (360, 480, 4)
-    # model=auto (the default) follows the committed routing table: box + click is "mix".
+    # model=auto (the default) follows the committed routing table: box + click is "marks".
     routes = httpx.get(f"{api_server.url}/v1/models", headers=ALICE).json()["auto"]
-    assert cut.headers["x-matteserve-model"] == routes["mix"]
+    assert cut.headers["x-matteserve-model"] == routes["marks"]
 
 
 def test_models_metrics_and_health(api_server: ServerProcess) -> None:
