@@ -114,7 +114,10 @@ class DFIMatPipeline(NetworkPipeline):
         previous matte (a round made by another pipeline), else none."""
         s4 = self.size // 4
         if request.previous_state is not None:
-            state = unpack_arrays(request.previous_state)
+            try:
+                state = unpack_arrays(request.previous_state)
+            except (ValueError, OSError, EOFError):  # another pipeline's or region's state
+                state = {}
             if "prev_mask" in state and state["prev_mask"].shape == (s4, s4):
                 return state["prev_mask"][None], np.ones(1, np.float32)
         if request.previous_alpha is not None:
