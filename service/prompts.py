@@ -92,14 +92,12 @@ def draw_marks(
 
 
 def focus_region(
-    shape: tuple[int, int],
-    prompts: Sequence[Prompt],
-    previous_alpha: np.ndarray | None,
-    context: float,
+    shape: tuple[int, int], prompts: Sequence[Prompt], context: float
 ) -> tuple[int, int, int, int] | None:
-    """(y0, y1, x0, x1) of the part of the photo that matters when there is a box: the boxes,
-    the foreground marks and the previous matte, with a margin of ``context`` times their size
-    (at least 8 px); None without a box or when that covers the photo anyway."""
+    """(y0, y1, x0, x1) of the part of the photo that matters when there is a box: the boxes and
+    the foreground marks, with a margin of ``context`` times their size (at least 8 px); None
+    without a box or when that covers the photo anyway. Marks only, so the region stays the
+    same from round to round while the boxes do."""
     box_prompts = boxes(prompts)
     if not box_prompts:
         return None
@@ -116,14 +114,6 @@ def focus_region(
             pts = np.asarray(p.points, np.float64)
             xs += [float(pts[:, 0].min()) - p.radius, float(pts[:, 0].max()) + p.radius]
             ys += [float(pts[:, 1].min()) - p.radius, float(pts[:, 1].max()) + p.radius]
-    if previous_alpha is not None:
-        rows, cols = (
-            np.nonzero((previous_alpha >= 0.5).any(axis=1))[0],
-            np.nonzero((previous_alpha >= 0.5).any(axis=0))[0],
-        )
-        if len(rows):
-            ys += [float(rows[0]), float(rows[-1] + 1)]
-            xs += [float(cols[0]), float(cols[-1] + 1)]
     bx0, bx1, by0, by1 = min(xs), max(xs), min(ys), max(ys)
     mx = max(8.0, context * (bx1 - bx0))
     my = max(8.0, context * (by1 - by0))

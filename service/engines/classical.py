@@ -3,9 +3,9 @@
 Weight-free baseline and fallback. One call computes the matte for all marks so far:
 
 1. Work at a bounded resolution (long side ``max_side``) so a 12 MP photo costs the same
-   as a 1 MP one. With a box, everything outside it is background, so the engine works on
-   the box's region (box, marks and the previous matte, plus a margin of context): a small
-   person's box gets the whole working resolution instead of a few pixels.
+   as a 1 MP one. With a box, the pipeline hands the engine only the box's region
+   (``Pipeline.focus_on_boxes``): a small person's box gets the whole working resolution, and
+   regions still smaller than ``MIN_WORK_SIDE`` are enlarged.
 2. GrabCut, initialised from the previous round's matte when there is one (else from the
    boxes, else from the neighbourhood of the foreground marks). Every mark of every round
    is a hard constraint; outside all boxes is background. A background mark placed on a
@@ -36,7 +36,7 @@ from schemas.prompts import BoxPrompt, Prompt, TextPrompt
 from service.engines.upsampling import upsample_alpha
 from service.errors import UnsupportedPrompt
 from service.imaging import resize_long_side
-from service.prompts import boxes, draw_marks, focus_region, shift_prompt
+from service.prompts import boxes, draw_marks
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,6 @@ class ClassicalParams:
     band_fraction: float = 0.01  # half-width of the trimap's unknown band, fraction of the long side
     click_fraction: float = 0.006  # radius of a click seed, fraction of the long side
     grow_fraction: float = 0.12  # probable-foreground radius around fg marks when there is no box
-    context_fraction: float = 0.25  # margin around a box's region, fraction of its size
 
 
 def matte(
@@ -79,29 +78,6 @@ def matte(
             "The classical engine cannot use text prompts; use model 'dfimat', or give a box, "
             "clicks or scribbles."
         )
-    region = focus_region(image.shape[:2], prompts, previous_alpha, params.context_fraction)
-    if region is not None:
-        y0, y1, x0, x1 = region
-        alpha = np.zeros(image.shape[:2], np.float32)
-        alpha[y0:y1, x0:x1] = _matte_whole(
-            np.ascontiguousarray(image[y0:y1, x0:x1]),
-            [shift_prompt(p, x0, y0) for p in prompts],
-            [shift_prompt(p, x0, y0) for p in new_prompts],
-            None if previous_alpha is None else previous_alpha[y0:y1, x0:x1],
-            params,
-        )
-        return alpha
-    return _matte_whole(image, prompts, list(new_prompts), previous_alpha, params)
-
-
-def _matte_whole(
-    image: np.ndarray,
-    prompts: Sequence[Prompt],
-    new_prompts: Sequence[Prompt],
-    previous_alpha: np.ndarray | None,
-    params: ClassicalParams,
-) -> np.ndarray:
-    """:func:`matte` on the whole of ``image`` (shapes as there)."""
     work, scale = resize_long_side(image, params.max_side)
     if max(work.shape[:2]) < MIN_WORK_SIDE and min(work.shape[:2]) >= MIN_GRABCUT_SIDE:
         # A small box's region: GrabCut's colour models and the solver need pixels to work on.

@@ -29,11 +29,10 @@ import numpy as np
 from models.data.mask_to_matte import mask_to_trimap
 from models.eval.metrics import grad, iou, sad
 from models.eval.simulator import gt_box
-from models.prompting import Letterbox, iscn_prompt_tensors
-from models.text import TEXT_DIM
+from models.prompting import Letterbox
 from service.engines.upsampling import upsample_alpha
 from service.evaluation.samples import Sample
-from service.pipelines import FeatureCache
+from service.pipelines import FeatureCache, RoundInput, Timer
 from service.pipelines.base import FOCUS_CONTEXT
 from service.prompts import focus_region
 
@@ -70,10 +69,6 @@ class StageTable:
         return "\n".join(lines) + "\n"
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
-
-
 def _closed_form(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     from pymatting import estimate_alpha_cf
 
@@ -92,29 +87,15 @@ async def stage_table(dfimat, items: list[Sample], progress: Callable[[], None] 
             table.failures.append(f"{item.name}: {item.error}")
             continue
         gt, image = item.alpha, item.image
-        region = focus_region(gt.shape, [gt_box(gt)], None, FOCUS_CONTEXT)
+        region = focus_region(gt.shape, [gt_box(gt)], FOCUS_CONTEXT)
         if region is not None:
             y0, y1, x0, x1 = region
             gt, image = gt[y0:y1, x0:x1], np.ascontiguousarray(image[y0:y1, x0:x1])
         box = Letterbox(*image.shape[:2], size)
         lb = box.image(image)
-        encoded = await dfimat.cached(FeatureCache.in_memory(), "iscn_encoder", lb)
         prompt = gt_box(gt)
-        maps, kinds = iscn_prompt_tensors([prompt], box)
-        s4 = size // 4
-        decoded = await dfimat.run(
-            "iscn_decoder",
-            features=encoded["features"],
-            mask_features=encoded["mask_features"],
-            prompt_maps=maps,
-            prompt_kinds=kinds,
-            text_embedding=np.zeros(TEXT_DIM, np.float32),
-            has_text=np.zeros(1, np.float32),
-            conflict_map=np.zeros((1, s4, s4), np.float32),
-            prev_mask=np.zeros((1, s4, s4), np.float32),
-            has_prev=np.zeros(1, np.float32),
-        )
-        probability = _sigmoid(decoded["mask_logits"][0])
+        request = RoundInput(image, [prompt], [prompt], None, None, FeatureCache.in_memory(), 1)
+        probability = await dfimat.localise(request, box, lb, Timer())
         coarse = cv2.resize(probability, (size, size), interpolation=cv2.INTER_LINEAR)
         table.add("iscn", np.clip(box.to_original(coarse), 0, 1), gt)
         refined = await dfimat.run("mrn", image=lb, mask=coarse[None])

@@ -145,11 +145,10 @@ class Pipeline(abc.ABC):
 
     def _focus(self, request: RoundInput) -> tuple[int, int, int, int] | None:
         """(y0, y1, x0, x1) of the boxes' region with context (their foreground marks included),
-        or None when the pipeline does not focus or there is no box. It depends on the marks
-        only, so it stays the same from round to round while the boxes do."""
+        or None when the pipeline does not focus or there is no box."""
         if not self.focus_on_boxes:
             return None
-        return focus_region(request.image.shape[:2], request.prompts, None, FOCUS_CONTEXT)
+        return focus_region(request.image.shape[:2], request.prompts, FOCUS_CONTEXT)
 
     async def _compute_focused(self, request: RoundInput, region: tuple[int, int, int, int]) -> RoundOutput:
         """:meth:`compute_round` on the region's crop (prompts shifted, previous matte cropped,

@@ -18,6 +18,7 @@ class ClassicalPipeline(Pipeline):
     prompt_kinds = frozenset({"click", "scribble", "box"})
     automatic = False
     multi_round = True
+    focus_on_boxes = True
 
     def __init__(self, params: ClassicalParams, limiter: anyio.CapacityLimiter) -> None:
         self.params = params
