@@ -67,11 +67,11 @@ class DFIMatPipeline(NetworkPipeline):
         )
         return vector, np.ones(1, np.float32)
 
-    async def compute_round(self, request: RoundInput) -> RoundOutput:
-        timer = Timer()
-        box = Letterbox(*request.image.shape[:2], self.size)
-        with timer.stage("prepare"):
-            image = box.image(request.image)
+    async def localise(
+        self, request: RoundInput, box: Letterbox, image: np.ndarray, timer: Timer
+    ) -> np.ndarray:
+        """ISCN's mask probability [S/4, S/4] for ``request`` on the letterboxed ``image``
+        [3, S, S]: cached encoder features, every mark so far, text, the CRM conflict map."""
         with timer.stage("iscn_encoder"):
             encoded = await self.cached(request.features, ENCODER, image)
         with timer.stage("prompts"):
@@ -98,7 +98,14 @@ class DFIMatPipeline(NetworkPipeline):
                 prev_mask=prev_mask,
                 has_prev=has_prev,
             )
-        probability = _sigmoid(decoded["mask_logits"][0])
+        return _sigmoid(decoded["mask_logits"][0])
+
+    async def compute_round(self, request: RoundInput) -> RoundOutput:
+        timer = Timer()
+        box = Letterbox(*request.image.shape[:2], self.size)
+        with timer.stage("prepare"):
+            image = box.image(request.image)
+        probability = await self.localise(request, box, image, timer)
         coarse = cv2.resize(probability, (self.size, self.size), interpolation=cv2.INTER_LINEAR)[None]
         with timer.stage("mrn"):
             refined = await self.run(REFINER, image=image, mask=coarse)
