@@ -27,7 +27,7 @@ import numpy as np
 from models.data.ccp import LICENCE, CCPDataset, Outfit, measure_outfit, person_matte, resize_photo
 from models.data.descriptions import describe_instances, measure_attributes
 from models.data.photo_backgrounds import available_backgrounds, background_crop, load_background
-from models.data.synthetic import Scene
+from models.data.synthetic import Scene, centroid_x
 
 CUTOUT_LONG_SIDE = 384
 """Long side at which CCP photos are prepared (scenes are at most this size)."""
@@ -188,7 +188,7 @@ class RealSceneGenerator:
         for layer in reversed(layers):  # back to front
             comp = layer.premult + (1.0 - layer.alpha[..., None]) * comp
         image = _finish(rng, comp)
-        order_lr = np.argsort([_centroid_x(a) for a in alphas], kind="stable")
+        order_lr = np.argsort([centroid_x(a) for a in alphas], kind="stable")
         alphas = np.ascontiguousarray(alphas[order_lr])
         outfits = [layers[i].outfit for i in order_lr]
         depth = order_lr.astype(np.int64)
@@ -296,8 +296,3 @@ def _finish(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
         if ok:
             out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
     return np.ascontiguousarray(out)
-
-
-def _centroid_x(alpha: np.ndarray) -> float:
-    col = alpha.sum(axis=0)
-    return float((col * np.arange(alpha.shape[1])).sum() / max(col.sum(), 1e-6))

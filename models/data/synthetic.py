@@ -188,7 +188,7 @@ class SceneGenerator:
             comp[ys, xs] = layer.premult + (1.0 - layer.alpha[..., None]) * comp[ys, xs]
 
         comp = self._photometric(rng, comp)
-        order_lr = np.argsort([_centroid_x(a) for a in alphas], kind="stable")
+        order_lr = np.argsort([centroid_x(a) for a in alphas], kind="stable")
         alphas = alphas[order_lr]
         garments = garments[order_lr]
         depth = order_lr.astype(np.int64)  # layers were front first, so a layer's index is its depth
@@ -301,6 +301,7 @@ def _sensor_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarra
     return _noise_bank[y : y + h, x : x + w]
 
 
-def _centroid_x(alpha: np.ndarray) -> float:
+def centroid_x(alpha: np.ndarray) -> float:
+    """x of the alpha-weighted centroid of ``alpha`` [H, W] (instances are ordered by it)."""
     col = alpha.sum(axis=0)
     return float((col * np.arange(alpha.shape[1])).sum() / max(col.sum(), 1e-6))

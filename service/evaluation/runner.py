@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.eval.metrics import conn, grad, iou, mad, mse, noc, sad, unknown_region
+from models.eval.metrics import conn, grad, iou, mad, matting_errors, mse, noc, sad
 from models.eval.simulator import UserSimulator
 from schemas.prompts import ClickPrompt, Prompt
 from service.errors import ApiError
@@ -60,13 +60,8 @@ class RoundScore:
     ) -> RoundScore:
         unknown = {}
         if trimap is not None:
-            mask = unknown_region(trimap)
-            unknown = {
-                "sad_unknown": sad(pred, gt, mask),
-                "mse_unknown": mse(pred, gt, mask),
-                "grad_unknown": grad(pred, gt, mask),
-                "conn_unknown": conn(pred, gt, mask),
-            }
+            errors = matting_errors(pred, gt, trimap)
+            unknown = {f"{m}_unknown": errors[m] for m in ("sad", "mse", "grad", "conn")}
         return cls(
             sad(pred, gt),
             mse(pred, gt),
