@@ -50,7 +50,7 @@ def _session_round(server: ServerProcess, sid: str, prompts: list[dict]) -> np.n
 def test_a_corrective_click_is_honoured_and_its_region_follows(
     api_server: ServerProcess, targets: list[Sample], model: str
 ) -> None:
-    followed, seen, shares = 0, 0, []
+    followed, shares = 0, []
     for target in targets:
         with open(
             require("evaldata", "coco128seg_persons", "image", f"{target.name.split('#')[0]}.jpg"), "rb"
@@ -75,12 +75,12 @@ def test_a_corrective_click_is_honoured_and_its_region_follows(
         else:
             assert second[y, x] == 1.0, (target.name, model)
             flipped = float((second[region.mask] >= 0.5).mean())
-        seen += 1
         followed += flipped >= 0.5
         shares.append(flipped)
         httpx.delete(f"{api_server.url}/v1/sessions/{sid}", headers=ALICE, timeout=30)
-    assert seen == len(targets)
     if model == "dfimat":
-        assert followed >= len(targets) - 2, f"the region followed the click on {followed} of {seen} photos"
+        assert followed >= len(targets) - 2, (
+            f"the region followed the click on {followed} of {len(targets)} photos"
+        )
     else:
         assert float(np.mean(shares)) >= 0.15, f"{model}: flipped shares {shares}"
