@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,6 +34,30 @@ STATIC_DIR = Path(__file__).parent / "static"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 MULTIPART_OVERHEAD = 256 * 1024
 STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+class RedactSecrets(logging.Filter):
+    """Hide ``api_key=...`` query values in uvicorn's access and WebSocket log lines (the UI
+    passes the key that way, since browsers cannot set headers on a WebSocket)."""
+
+    PATTERN = re.compile(r"(api_key=)[^&\s\"]*", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self.PATTERN.sub(r"\1***", arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        if isinstance(record.msg, str):
+            record.msg = self.PATTERN.sub(r"\1***", record.msg)
+        return True
+
+
+def install_log_redaction() -> None:
+    """Attach ``RedactSecrets`` to uvicorn's loggers once per process."""
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecrets) for f in logger.filters):
+            logger.addFilter(RedactSecrets())
 
 
 def error_body(code: str, message: str) -> dict:
@@ -98,6 +125,42 @@ async def _empty_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
+class InternalErrors:
+    """ASGI middleware answering an unexpected exception with a 500 ``internal_error`` body.
+
+    An ``exception_handler(Exception)`` is not enough: Starlette's ``ServerErrorMiddleware``
+    calls it and then re-raises, and uvicorn closes the keep-alive connection on the
+    re-raised error, so the client's next request on that connection fails with a reset.
+    Here the exception ends with the answer and the connection stays usable."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            self.metrics.errors.labels(code="internal_error").inc()
+            if started:
+                raise  # part of an answer went out: only closing the connection can end it
+            response = JSONResponse(
+                error_body("internal_error", "The server failed to handle this request."), status_code=500
+            )
+            await response(scope, _empty_receive, send)
+
+
 class RequestMetrics:
     """ASGI middleware observing latency by route template, method and status."""
 
@@ -132,18 +195,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; Redis and the pipelines are connected in the lifespan."""
     settings = settings or Settings()
     metrics = Metrics()
+    install_log_redaction()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = aioredis.from_url(
             settings.redis_url or DEFAULT_REDIS_URL,
-            socket_timeout=10,
-            socket_connect_timeout=3,
+            socket_timeout=settings.redis_timeout_s,
+            socket_connect_timeout=settings.redis_timeout_s,
             health_check_interval=15,
+            # One quick retry (a pooled connection dead after a Redis restart), not redis-py's
+            # default of ten with backoff, which holds a round for ~30 s while Redis is paused.
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
         )
-        store = SessionStore(
-            client, ttl_s=settings.session_ttl_s, lock_timeout_s=settings.round_lock_timeout_s
-        )
+        store = SessionStore(client, ttl_s=settings.session_ttl_s, lock_lease_s=settings.round_lock_timeout_s)
         limiter = anyio.CapacityLimiter(settings.inference_threads)
         registry = await build_registry(settings, limiter)
         app.state.service = MattingService(settings, store, registry, metrics, limiter)
@@ -166,7 +231,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         metrics.errors.labels(code=exc.code).inc()
-        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status)
+        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status, headers=exc.headers())
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -202,14 +267,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             error_body(code, message), status_code=exc.status_code, headers=getattr(exc, "headers", None)
         )
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        metrics.errors.labels(code="internal_error").inc()
-        return JSONResponse(
-            error_body("internal_error", "The server failed to handle this request."), status_code=500
-        )
-
     app.include_router(system.router)
     app.include_router(sessions.router)
     app.include_router(oneshot.router)
@@ -217,5 +274,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if STATIC_DIR.is_dir():
         app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="ui")
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD, metrics=metrics)
+    app.add_middleware(InternalErrors, metrics=metrics)
     app.add_middleware(RequestMetrics, metrics=metrics)
     return app

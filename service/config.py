@@ -37,8 +37,11 @@ class Settings(BaseSettings):
     max_prompts_per_round: int = Field(64, ge=1)
     max_rounds_per_session: int = Field(100, ge=1)
     rate_limit_per_minute: int = Field(600, ge=0)
-    round_lock_timeout_s: float = Field(120.0, gt=0)
-    round_wait_timeout_s: float = Field(300.0, gt=0)
+    auth_failures_per_minute: int = Field(30, ge=0)
+    ws_allowed_origins: str | None = None
+    redis_timeout_s: float = Field(2.0, gt=0)
+    round_lock_timeout_s: float = Field(15.0, gt=0)
+    round_wait_timeout_s: float = Field(30.0, gt=0)
     inference_threads: int = Field(2, ge=1)
     classical_max_side: int = Field(640, ge=64)
     cutout_max_pixels: int = Field(4_000_000, ge=64 * 64)
@@ -62,6 +65,13 @@ class Settings(BaseSettings):
             return {}
         pairs = (pair.strip().partition(":") for pair in self.api_keys.split(","))
         return {key: user for key, _, user in pairs}
+
+    @cached_property
+    def allowed_origins(self) -> frozenset[str]:
+        """``MATTESERVE_WS_ALLOWED_ORIGINS`` as a set of origins (``*`` = any)."""
+        if not self.ws_allowed_origins:
+            return frozenset()
+        return frozenset(o.strip().rstrip("/") for o in self.ws_allowed_origins.split(",") if o.strip())
 
     @property
     def anonymous_allowed(self) -> bool:

@@ -15,13 +15,28 @@ class ApiError(Exception):
     status: int = 400
     code: str = "bad_request"
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+    retry_after_s: int | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        retry_after_s: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         if status is not None:
             self.status = status
+        if retry_after_s is not None:
+            self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer carries (``Retry-After`` where waiting helps)."""
+        return {"Retry-After": str(self.retry_after_s)} if self.retry_after_s is not None else {}
 
 
 class BadInput(ApiError):
@@ -54,6 +69,9 @@ class SchemaError(ApiError):
 class Unauthorized(ApiError):
     status = 401
     code = "unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="matteserve"'}
 
 
 class SessionNotFound(ApiError):
@@ -89,11 +107,13 @@ class NotAnImage(ApiError):
 class RateLimited(ApiError):
     status = 429
     code = "rate_limited"
+    retry_after_s = 60
 
 
 class Unavailable(ApiError):
     status = 503
     code = "service_unavailable"
+    retry_after_s = 2
 
 
 class BackendUnavailable(Unavailable):
@@ -101,7 +121,18 @@ class BackendUnavailable(Unavailable):
 
 
 class StoreUnavailable(Unavailable):
+    """Redis could not be reached. On a round this means the round was **not applied**;
+    ``RoundOutcomeUnknown`` is raised instead once the commit had been sent."""
+
     code = "store_unavailable"
+
+
+class RoundOutcomeUnknown(StoreUnavailable):
+    """Redis failed while the round's commit was in flight: it may or may not have been
+    applied. Retrying with the same ``request_id`` returns the round if it was applied and
+    applies it once if it was not."""
+
+    code = "round_outcome_unknown"
 
 
 class ModelNotReady(Unavailable):

@@ -23,6 +23,7 @@ class ServerProcess:
 
     port: int
     env: dict[str, str]
+    log_level: str = "warning"
     process: subprocess.Popen[bytes] | None = None
     log_path: Path = field(
         default_factory=lambda: Path(tempfile.mkstemp(prefix="matteserve-", suffix=".log")[1])
@@ -50,7 +51,7 @@ class ServerProcess:
                 "--port",
                 str(self.port),
                 "--log-level",
-                "warning",
+                self.log_level,
             ],
             cwd=REPO,
             env={**os.environ, **self.env},
@@ -84,6 +85,6 @@ class ServerProcess:
                 self.process.wait()
 
 
-def start_server(env: dict[str, str]) -> ServerProcess:
+def start_server(env: dict[str, str], log_level: str = "warning") -> ServerProcess:
     """Start a server on a free port with ``env`` added to the environment."""
-    return ServerProcess(port=free_port(), env=env).start()
+    return ServerProcess(port=free_port(), env=env, log_level=log_level).start()

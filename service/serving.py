@@ -22,11 +22,12 @@ from schemas.sessions import RoundInfo, RoundRequest, RoundResult, SessionCreate
 from schemas.system import InstanceMatte, InstancesResponse, ModelsResponse
 from service.config import Settings
 from service.cutout import cutout_rgba
-from service.errors import Conflict, ModelNotReady, NotFound, TooLarge
+from service.errors import Conflict, ModelNotReady, NotFound, StoreUnavailable, TooLarge
 from service.imaging import alpha_to_u8, decode_alpha_png, decode_image, encode_png
 from service.metrics import Metrics
 from service.pipelines import FeatureCache, PipelineRegistry, RoundInput, Timer
 from service.prompts import validate_prompts
+from service.rate_limit import RateLimiter
 from service.store import RoundRecord, SessionMeta, SessionStore
 
 _PROMPTS = TypeAdapter(list[Prompt])
@@ -86,6 +87,7 @@ class MattingService:
         self.metrics = metrics
         self.limiter = limiter
         self.images = ImageCache(max_bytes=768 * 1024 * 1024)
+        self.rate_limiter = RateLimiter(store)
 
     # ----------------------------------------------------------------- helpers
     async def _decode(self, data: bytes) -> np.ndarray:
@@ -213,6 +215,10 @@ class MattingService:
                 except Conflict as exc:
                     if exc.code != "round_conflict" or attempt == COMMIT_ATTEMPTS - 1:
                         raise
+                    if request.request_id:
+                        done = await self._replay(meta, request.request_id)
+                        if done is not None:
+                            return done
                     continue
                 result.timings_ms["lock_wait"] = waited_ms
                 result.timings_ms["total"] = _ms_since(start)
@@ -294,8 +300,8 @@ class MattingService:
         try:
             await self.store.ping()
             checks["redis"] = "ok"
-        except Exception as exc:
-            checks["redis"] = f"unavailable: {exc}"
+        except StoreUnavailable:
+            checks["redis"] = "unavailable"
         checks.update(await self.registry.backend_checks())
         return checks
 

@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from service.process import ServerProcess, start_server
-from service.redis_runtime import DEFAULT_LOCAL_URL, answers, start_redis
+from service.redis_runtime import DEFAULT_LOCAL_URL, RedisProcess, answers, start_redis
 
 API_KEYS = "alice-key:alice,bob-key:bob,carol-key:carol"
 ALICE = {"Authorization": "Bearer alice-key"}
@@ -27,6 +27,14 @@ def redis_url() -> Iterator[str]:
         yield process.url
     finally:
         process.stop()
+
+
+@pytest.fixture()
+def private_redis() -> Iterator[RedisProcess]:
+    """A Redis of this test's own, which it may stop, pause or restart."""
+    process = start_redis()
+    yield process
+    process.stop()
 
 
 @pytest.fixture(scope="session")

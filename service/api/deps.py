@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
 from service.config import Settings
-from service.errors import RateLimited, StoreUnavailable, Unauthorized
+from service.errors import RateLimited, Unauthorized
 from service.serving import MattingService
-
-log = logging.getLogger(__name__)
 
 
 def get_service(connection: HTTPConnection) -> MattingService:
@@ -45,20 +42,39 @@ def user_for_credentials(settings: Settings, authorization: str | None, query_ke
     return user
 
 
-async def current_user(request: Request) -> str:
-    """The authenticated user of an HTTP request, after the per-user rate limit."""
-    settings = get_settings(request)
-    user = user_for_credentials(settings, request.headers.get("authorization"), None)
-    service = get_service(request)
+async def authenticate(connection: HTTPConnection, authorization: str | None, query_key: str | None) -> str:
+    """The user of a request or socket (see ``user_for_credentials``). Failed attempts are
+    counted per client address; past ``auth_failures_per_minute`` they get 429, so keys
+    cannot be guessed at full speed."""
+    settings = get_settings(connection)
     try:
-        limited = await service.store.hit_rate_limit(user, settings.rate_limit_per_minute)
-    except StoreUnavailable:
-        log.warning("rate limiter skipped: Redis unavailable")
-        limited = False
-    if limited:
+        return user_for_credentials(settings, authorization, query_key)
+    except Unauthorized:
+        address = connection.client.host if connection.client else "unknown"
+        limiter = get_service(connection).rate_limiter
+        if await limiter.over(f"auth-fail:{address}", settings.auth_failures_per_minute):
+            raise RateLimited(
+                "Too many requests with invalid credentials from this address; wait a minute.",
+                retry_after_s=limiter.seconds_left_in_window(),
+            ) from None
+        raise
+
+
+async def enforce_rate_limit(connection: HTTPConnection, user: str) -> None:
+    """Count a request of ``user``; ``RateLimited`` past ``rate_limit_per_minute``."""
+    settings = get_settings(connection)
+    limiter = get_service(connection).rate_limiter
+    if await limiter.over(user, settings.rate_limit_per_minute):
         raise RateLimited(
             f"More than {settings.rate_limit_per_minute} requests in a minute; slow down.",
+            retry_after_s=limiter.seconds_left_in_window(),
         )
+
+
+async def current_user(request: Request) -> str:
+    """The authenticated user of an HTTP request, after the per-user rate limit."""
+    user = await authenticate(request, request.headers.get("authorization"), None)
+    await enforce_rate_limit(request, user)
     return user
 
 

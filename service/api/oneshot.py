@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
@@ -12,8 +11,9 @@ from schemas.prompts import Prompt
 from schemas.sessions import ModelName
 from schemas.system import InstancesResponse
 from service.api.deps import Service, User
+from service.api.json_input import parse_json
 from service.api.sessions import ERRORS, PNG
-from service.errors import BadInput, SchemaError
+from service.errors import SchemaError
 
 router = APIRouter(prefix="/v1", tags=["one-shot"])
 _PROMPTS = TypeAdapter(list[Prompt])
@@ -21,12 +21,7 @@ _PROMPTS = TypeAdapter(list[Prompt])
 
 def parse_prompts_field(raw: str) -> list[Prompt]:
     """Parse the multipart ``prompts`` field (a JSON array of prompt objects)."""
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise BadInput(
-            f"'prompts' is not valid JSON: {exc.msg} at position {exc.pos}.", code="invalid_json"
-        ) from exc
+    data = parse_json(raw, "'prompts'")
     try:
         return _PROMPTS.validate_python(data)
     except ValidationError as exc:

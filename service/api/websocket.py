@@ -1,14 +1,18 @@
 """``WS /v1/sessions/{id}/ws``: rounds and undo over one socket.
 
 Browsers cannot set an ``Authorization`` header on a WebSocket, so the API key may also come
-as the ``api_key`` query parameter. Errors are sent as ``{"type": "error"}`` messages and the
-socket stays open, except for fatal ones (bad credentials: close code 4401; unknown session:
-4404) which close it after the message.
+as the ``api_key`` query parameter (the access log shows it as ``***``). Errors are sent as
+``{"type": "error"}`` messages and the socket stays open, except for fatal ones (bad
+credentials: close code 4401; unknown session: 4404; too many failed credentials: 1008)
+which close it after the message.
+
+A browser page may only open a socket from the API's own origin or from one listed in
+``MATTESERVE_WS_ALLOWED_ORIGINS``; others are refused with HTTP 403 before the handshake
+(clients that send no ``Origin``, i.e. not browsers, are not affected).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -27,7 +31,8 @@ from schemas.websocket import (
     UndoMessage,
     UndoneMessage,
 )
-from service.api.deps import get_service, get_settings, user_for_credentials
+from service.api.deps import authenticate, enforce_rate_limit, get_service, get_settings
+from service.api.json_input import parse_json
 from service.errors import ApiError, RateLimited, SchemaError, SessionNotFound, StoreUnavailable, Unauthorized
 from service.serving import MattingService
 
@@ -36,28 +41,47 @@ router = APIRouter()
 _MESSAGES = TypeAdapter(ClientMessage)
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
+CLOSE_POLICY = 1008
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: frozenset[str]) -> bool:
+    """Whether a socket opened from page ``origin`` may connect to the API at ``host``."""
+    if origin is None or "*" in allowed:
+        return True
+    origin = origin.rstrip("/")
+    if origin in allowed:
+        return True
+    _, _, authority = origin.partition("://")
+    return host is not None and authority.lower() == host.lower()
 
 
 async def _send_error(socket: WebSocket, error: ApiError, request_id: str | None = None) -> None:
-    message = ErrorMessage(error=ErrorDetail(code=error.code, message=error.message), request_id=request_id)
+    detail = ErrorDetail(code=error.code, message=error.message, retry_after_s=error.retry_after_s)
+    message = ErrorMessage(error=detail, request_id=request_id)
     await socket.send_text(message.model_dump_json())
 
 
 @router.websocket("/v1/sessions/{session_id}/ws")
 async def session_socket(socket: WebSocket, session_id: str) -> None:
-    await socket.accept()
     service: MattingService = get_service(socket)
     settings = get_settings(socket)
     metrics = socket.app.state.metrics
+    if not origin_allowed(socket.headers.get("origin"), socket.headers.get("host"), settings.allowed_origins):
+        metrics.errors.labels(code="origin_not_allowed").inc()
+        await socket.close(code=CLOSE_POLICY)  # before accept: the handshake gets HTTP 403
+        return
+    await socket.accept()
     try:
-        user = user_for_credentials(
-            settings, socket.headers.get("authorization"), socket.query_params.get("api_key")
+        user = await authenticate(
+            socket, socket.headers.get("authorization"), socket.query_params.get("api_key")
         )
         meta = await service.store.get(session_id, user)
-    except (Unauthorized, SessionNotFound, StoreUnavailable) as exc:
+    except (Unauthorized, RateLimited, SessionNotFound, StoreUnavailable) as exc:
         metrics.errors.labels(code=exc.code).inc()
         await _send_error(socket, exc)
-        close_code = CLOSE_UNAUTHORIZED if isinstance(exc, Unauthorized) else CLOSE_NOT_FOUND
+        close_code = {Unauthorized: CLOSE_UNAUTHORIZED, RateLimited: CLOSE_POLICY}.get(
+            type(exc), CLOSE_NOT_FOUND
+        )
         if isinstance(exc, StoreUnavailable):
             close_code = 1013  # try again later
         await socket.close(code=close_code)
@@ -86,10 +110,7 @@ async def _handle(socket, service, settings, metrics, user: str, session_id: str
     """Handle one client message; False when the socket must close (the session is gone)."""
     request_id = None
     try:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ApiError(f"Message is not valid JSON: {exc.msg}.", code="invalid_json") from exc
+        data = parse_json(text, "The message")
         if isinstance(data, dict) and isinstance(data.get("request_id"), str):
             request_id = data["request_id"]
         try:
@@ -99,12 +120,7 @@ async def _handle(socket, service, settings, metrics, user: str, session_id: str
         if isinstance(message, PingMessage):
             await socket.send_text(PongMessage().model_dump_json())
             return True
-        try:
-            limited = await service.store.hit_rate_limit(user, settings.rate_limit_per_minute)
-        except StoreUnavailable:
-            limited = False
-        if limited:
-            raise RateLimited(f"More than {settings.rate_limit_per_minute} requests in a minute; slow down.")
+        await enforce_rate_limit(socket, user)
         if isinstance(message, RoundMessage):
             result = await service.run_round(
                 user,

@@ -12,13 +12,20 @@ Guarantees:
 - **No resurrection**: writes after a delete or expiry are refused, so a round finishing
   after ``DELETE`` does not bring keys back.
 
-Redis connection failures surface as ``StoreUnavailable`` (503).
+- **Leased lock**: the round lock is a lease of ``lock_lease_s``, renewed while the round
+  computes, so a replica that dies or a Redis that pauses mid-round leaves the lock behind
+  for at most one lease; a release that failed is retried in the background.
+
+Redis connection failures surface as ``StoreUnavailable`` (503; nothing was written), or as
+``RoundOutcomeUnknown`` when the failure came while a round's commit was in flight. The
+message names no host or port (that goes to the log).
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import json
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,12 +36,12 @@ from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockError, RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.errors import Conflict, SessionNotFound, StoreUnavailable
+from service.errors import Conflict, RoundOutcomeUnknown, SessionNotFound, StoreUnavailable
 from service.store import keys
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -52,10 +59,13 @@ return 1
 
 # KEYS: meta, rounds, alpha, state, requests, key set
 # ARGV: expected round count, record json, alpha bytes, state bytes ('' = none),
-#       request id ('' = none), ttl ms
+#       request id ('' = none), ttl ms, commit token
+# The token makes the script idempotent: resent after a timeout (redis-py retries), it
+# answers the round the first delivery applied instead of a fencing failure.
 _COMMIT_ROUND = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local n = tonumber(redis.call('HGET', KEYS[1], 'rounds'))
+if redis.call('HGET', KEYS[1], 'commit') == ARGV[7] then return n end
 if n ~= tonumber(ARGV[1]) then return -2 end
 local new = n + 1
 redis.call('SET', KEYS[3], ARGV[3])
@@ -70,7 +80,7 @@ if ARGV[5] ~= '' then
   redis.call('HSET', KEYS[5], ARGV[5], new)
   redis.call('SADD', KEYS[6], KEYS[5])
 end
-redis.call('HSET', KEYS[1], 'rounds', new)
+redis.call('HSET', KEYS[1], 'rounds', new, 'commit', ARGV[7])
 local members = redis.call('SMEMBERS', KEYS[6])
 for _, k in ipairs(members) do redis.call('PEXPIRE', k, ARGV[6]) end
 redis.call('PEXPIRE', KEYS[6], ARGV[6])
@@ -123,14 +133,23 @@ def _guard(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return await func(*args, **kwargs)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"The session store (Redis) is unavailable: {exc}") from exc
         except LockError:
             raise
-        except RedisError as exc:
-            raise StoreUnavailable(f"The session store (Redis) failed: {exc}") from exc
+        except (RedisError, OSError) as exc:
+            raise _unavailable(func.__name__, exc) from exc
 
     return wrapper
+
+
+def _unavailable(operation: str, exc: BaseException) -> StoreUnavailable:
+    """The error for a failed Redis call: the detail (host, port, reason) goes to the log only."""
+    log.warning("Redis call %s failed: %r", operation, exc)
+    if operation == "commit_round":
+        return RoundOutcomeUnknown(
+            "The session store (Redis) failed while this round was being saved: it may or may "
+            "not have been applied. Retry with the same request_id to get it exactly once."
+        )
+    return StoreUnavailable("The session store is unavailable; nothing was changed. Try again shortly.")
 
 
 @dataclass(frozen=True)
@@ -180,10 +199,11 @@ def looks_like_session_id(value: str) -> bool:
 class SessionStore:
     """Async access to sessions in one Redis (``redis.asyncio.Redis`` without decoding)."""
 
-    def __init__(self, client: aioredis.Redis, *, ttl_s: int, lock_timeout_s: float = 120.0) -> None:
+    def __init__(self, client: aioredis.Redis, *, ttl_s: int, lock_lease_s: float = 15.0) -> None:
         self.client = client
         self.ttl_s = ttl_s
-        self.lock_timeout_s = lock_timeout_s
+        self.lock_lease_s = lock_lease_s
+        self._pending_releases: set[asyncio.Task[None]] = set()
         self._touch = client.register_script(_TOUCH)
         self._commit = client.register_script(_COMMIT_ROUND)
         self._undo = client.register_script(_UNDO)
@@ -324,6 +344,7 @@ class SessionStore:
                 state or b"",
                 record.request_id or "",
                 self._ttl_ms,
+                secrets.token_hex(12),
             ],
         )
         if result == -1:
@@ -377,23 +398,62 @@ class SessionStore:
 
     @asynccontextmanager
     async def lock(self, sid: str, *, wait_s: float) -> AsyncIterator[None]:
-        """Hold the session's round lock; raises ``Conflict`` (``session_busy``) after ``wait_s``."""
+        """Hold the session's round lock; raises ``Conflict`` (``session_busy``) after ``wait_s``.
+
+        The lock is a lease renewed every third of ``lock_lease_s`` while the body runs."""
         lock = self.client.lock(
-            keys.lock(sid), timeout=self.lock_timeout_s, blocking=True, blocking_timeout=wait_s
+            keys.lock(sid), timeout=self.lock_lease_s, blocking=True, blocking_timeout=wait_s
         )
         try:
             acquired = await lock.acquire()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"The session store (Redis) is unavailable: {exc}") from exc
+        except (RedisError, OSError) as exc:
+            raise _unavailable("lock", exc) from exc
         if not acquired:
-            raise Conflict("The session is busy with other rounds; try again.", code="session_busy")
+            raise Conflict(
+                "The session is busy with another round; try again.",
+                code="session_busy",
+                retry_after_s=1,
+            )
+        renewal = asyncio.create_task(self._renew(lock))
         try:
             yield
         finally:
-            # Expired, deleted with the session, or Redis went away: the fencing check in
-            # commit_round already kept the history consistent.
-            with contextlib.suppress(LockError, RedisError, OSError):
+            renewal.cancel()
+            try:
                 await lock.release()
+            except LockError:
+                pass  # the lease ran out or the session was deleted; the fencing check holds
+            except (RedisError, OSError):
+                self._release_later(lock)
+
+    async def _renew(self, lock: Any) -> None:
+        while True:
+            await asyncio.sleep(self.lock_lease_s / 3)
+            try:
+                await lock.reacquire()
+            except LockError:
+                return
+            except (RedisError, OSError):
+                continue
+
+    def _release_later(self, lock: Any) -> None:
+        """Retry a failed release (Redis paused or restarting) for up to one lease, so the
+        session is not busy until the lease runs out once Redis answers again."""
+
+        async def release() -> None:
+            deadline = time.monotonic() + self.lock_lease_s
+            while time.monotonic() < deadline:
+                try:
+                    await lock.release()
+                    return
+                except LockError:
+                    return
+                except (RedisError, OSError):
+                    await asyncio.sleep(0.2)
+
+        task = asyncio.create_task(release())
+        self._pending_releases.add(task)
+        task.add_done_callback(self._pending_releases.discard)
 
     @_guard
     async def active_sessions(self) -> int:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
 import numpy as np
 import pytest
+import redis
 
-from service.process import ServerProcess
-from tests.conftest import ALICE, MAX_UPLOAD_BYTES
+from service.process import ServerProcess, start_server
+from service.store import keys
+from tests.conftest import ALICE, BOB, MAX_UPLOAD_BYTES, server_env
 from tests.service.test_sessions_http import BOX, create_session, run_round
 from tests.support.bombs import png_bomb
 from tests.support.images import decode_png, encode, two_objects
@@ -23,15 +25,15 @@ PNG = encode(IMAGE)
 @dataclass
 class Case:
     name: str
-    send: Callable[[str, str], httpx.Response]  # (base url, a live session id of alice with one round)
+    send: Callable[[httpx.Client, str], httpx.Response]  # (keep-alive client, alice's live session)
     status: int
     code: str
 
 
 def upload(data: bytes, name: str = "x.png", content_type: str = "image/png", **form: str):
-    def send(url: str, sid: str) -> httpx.Response:
-        return httpx.post(
-            f"{url}/v1/sessions",
+    def send(client: httpx.Client, sid: str) -> httpx.Response:
+        return client.post(
+            "/v1/sessions",
             files={"image": (name, data, content_type)},
             data=form,
             headers=ALICE,
@@ -42,16 +44,16 @@ def upload(data: bytes, name: str = "x.png", content_type: str = "image/png", **
 
 
 def round_json(body: object):
-    def send(url: str, sid: str) -> httpx.Response:
-        return httpx.post(f"{url}/v1/sessions/{sid}/rounds", json=body, headers=ALICE, timeout=60)
+    def send(client: httpx.Client, sid: str) -> httpx.Response:
+        return client.post(f"/v1/sessions/{sid}/rounds", json=body, headers=ALICE, timeout=60)
 
     return send
 
 
 def round_raw(content: bytes):
-    def send(url: str, sid: str) -> httpx.Response:
-        return httpx.post(
-            f"{url}/v1/sessions/{sid}/rounds",
+    def send(client: httpx.Client, sid: str) -> httpx.Response:
+        return client.post(
+            f"/v1/sessions/{sid}/rounds",
             content=content,
             headers={**ALICE, "Content-Type": "application/json"},
             timeout=60,
@@ -60,12 +62,35 @@ def round_raw(content: bytes):
     return send
 
 
+def one_shot(prompts: str, **form: str):
+    def send(client: httpx.Client, sid: str) -> httpx.Response:
+        return client.post(
+            "/v1/matte",
+            files={"image": ("a.png", PNG, "image/png")},
+            data={"prompts": prompts, **form},
+            headers=ALICE,
+            timeout=60,
+        )
+
+    return send
+
+
+def get_as(path: str, headers: dict[str, str]):
+    def send(client: httpx.Client, sid: str) -> httpx.Response:
+        return client.get(path.format(sid=sid), headers=headers)
+
+    return send
+
+
+DEEP = "[" * 5000 + "]" * 5000
+
+
 def click(x: float, y: float, label: str = "fg") -> dict:
     return {"type": "click", "x": x, "y": y, "label": label}
 
 
 def chunked_upload(total: int):
-    def send(url: str, sid: str) -> httpx.Response:
+    def send(client: httpx.Client, sid: str) -> httpx.Response:
         boundary = "matteserveboundary"
         head = (
             f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="big.png"\r\n'
@@ -78,8 +103,8 @@ def chunked_upload(total: int):
                 yield b"\x00" * 65536
             yield f"\r\n--{boundary}--\r\n".encode()
 
-        return httpx.post(
-            f"{url}/v1/sessions",
+        return client.post(
+            "/v1/sessions",
             content=body(),
             timeout=60,
             headers={**ALICE, "Content-Type": f"multipart/form-data; boundary={boundary}"},
@@ -113,22 +138,22 @@ CASES = [
     ),
     Case(
         "missing image field",
-        lambda url, sid: httpx.post(f"{url}/v1/sessions", data={"model": "auto"}, headers=ALICE),
+        lambda client, sid: client.post("/v1/sessions", data={"model": "auto"}, headers=ALICE),
         422,
         "invalid_request",
     ),
     Case("unknown model", upload(PNG, model="magic"), 422, "invalid_request"),
     Case(
         "round on unknown session",
-        lambda url, sid: httpx.post(
-            f"{url}/v1/sessions/AAAAAAAAAAAAAAAAAAAAAA/rounds", json={"prompts": [BOX]}, headers=ALICE
+        lambda client, sid: client.post(
+            "/v1/sessions/AAAAAAAAAAAAAAAAAAAAAA/rounds", json={"prompts": [BOX]}, headers=ALICE
         ),
         404,
         "session_not_found",
     ),
     Case(
         "odd characters in the session id",
-        lambda url, sid: httpx.get(f"{url}/v1/sessions/..%2A%7B%7D", headers=ALICE),
+        lambda client, sid: client.get("/v1/sessions/..%2A%7B%7D", headers=ALICE),
         404,
         "session_not_found",
     ),
@@ -177,20 +202,20 @@ CASES = [
     Case("too many prompts", round_json({"prompts": [click(10, 10)] * 65}), 400, "too_many_prompts"),
     Case(
         "alpha of a round that does not exist",
-        lambda url, sid: httpx.get(f"{url}/v1/sessions/{sid}/rounds/7/alpha.png", headers=ALICE),
+        lambda client, sid: client.get(f"/v1/sessions/{sid}/rounds/7/alpha.png", headers=ALICE),
         404,
         "round_not_found",
     ),
     Case(
         "non-numeric round",
-        lambda url, sid: httpx.get(f"{url}/v1/sessions/{sid}/rounds/x/alpha.png", headers=ALICE),
+        lambda client, sid: client.get(f"/v1/sessions/{sid}/rounds/x/alpha.png", headers=ALICE),
         422,
         "invalid_request",
     ),
     Case(
         "one-shot prompts not JSON",
-        lambda url, sid: httpx.post(
-            f"{url}/v1/matte",
+        lambda client, sid: client.post(
+            "/v1/matte",
             files={"image": ("a.png", PNG, "image/png")},
             data={"prompts": "[{oops"},
             headers=ALICE,
@@ -198,10 +223,97 @@ CASES = [
         400,
         "invalid_json",
     ),
-    Case("unknown route", lambda url, sid: httpx.get(f"{url}/v1/nothing", headers=ALICE), 404, "not_found"),
+    Case("one-shot prompts nested 5000 deep", one_shot(DEEP), 400, "invalid_json"),
+    Case(
+        "one-shot prompts with a lone surrogate",
+        one_shot('[{"type": "text", "text": "\\udc00"}]'),
+        400,
+        "invalid_json",
+    ),
+    Case("one-shot prompts not a list", one_shot('{"type": "box"}'), 422, "invalid_request"),
+    Case(
+        "one-shot click outside the image",
+        one_shot(json.dumps([click(10, 9999)])),
+        400,
+        "prompt_out_of_range",
+    ),
+    Case("one-shot unknown output", one_shot("[]", output="video"), 422, "invalid_request"),
+    Case(
+        "round body nested 5000 deep",
+        round_raw(b'{"prompts": ' + DEEP.encode() + b"}"),
+        400,
+        "malformed_body",
+    ),
+    Case(
+        "round text with a lone surrogate",
+        round_raw(b'{"prompts": [{"type": "text", "text": "\\udc00"}]}'),
+        422,
+        "invalid_request",
+    ),
+    Case("round body is a list", round_json([BOX]), 422, "invalid_request"),
+    Case(
+        "round with an unknown model",
+        round_json({"prompts": [BOX], "model": "magic"}),
+        422,
+        "invalid_request",
+    ),
+    Case(
+        "request id too long",
+        round_json({"prompts": [BOX], "request_id": "r" * 5000}),
+        422,
+        "invalid_request",
+    ),
+    Case(
+        "text too long",
+        round_json({"prompts": [{"type": "text", "text": "a" * 100_000}]}),
+        422,
+        "invalid_request",
+    ),
+    Case(
+        "scribble with too many points",
+        round_json({"prompts": [{"type": "scribble", "points": [[1, 1]] * 100_000, "label": "fg"}]}),
+        422,
+        "invalid_request",
+    ),
+    Case("huge coordinate", round_json({"prompts": [click(1e308, 3)]}), 400, "prompt_out_of_range"),
+    Case("no credentials", get_as("/v1/sessions/{sid}", {}), 401, "unauthorized"),
+    Case(
+        "basic authorization",
+        get_as("/v1/sessions/{sid}", {"Authorization": "Basic YWxpY2U6a2V5"}),
+        401,
+        "invalid_authorization",
+    ),
+    Case(
+        "invalid API key",
+        get_as("/v1/sessions/{sid}", {"Authorization": "Bearer nope"}),
+        401,
+        "invalid_api_key",
+    ),
+    Case("another user's session", get_as("/v1/sessions/{sid}", BOB), 404, "session_not_found"),
+    Case(
+        "cut-out of a round that does not exist",
+        get_as("/v1/sessions/{sid}/rounds/9/cutout.png", ALICE),
+        404,
+        "round_not_found",
+    ),
+    Case(
+        "delete an unknown session",
+        lambda client, sid: client.delete("/v1/sessions/AAAAAAAAAAAAAAAAAAAAAA", headers=ALICE),
+        404,
+        "session_not_found",
+    ),
+    Case(
+        "instances of a text file",
+        lambda client, sid: client.post(
+            "/v1/instances", files={"image": ("a.txt", b"plain words", "text/plain")}, headers=ALICE
+        ),
+        415,
+        "unsupported_media_type",
+    ),
+    Case("unknown route", lambda client, sid: client.get("/v1/nothing", headers=ALICE), 404, "not_found"),
     Case(
         "wrong method",
-        lambda url, sid: httpx.put(f"{url}/v1/sessions/{sid}", headers=ALICE),
+        lambda client, sid: client.put(f"/v1/sessions/{sid}", headers=ALICE),
         405,
         "method_not_allowed",
     ),
@@ -215,13 +327,36 @@ def live_session(api_server: ServerProcess) -> str:
     return sid
 
 
+@pytest.fixture(scope="module")
+def keep_alive(api_server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_server.url, timeout=60) as client:
+        yield client
+
+
+def local_port(response: httpx.Response) -> int:
+    """The client-side port of the connection that carried ``response``."""
+    return response.extensions["network_stream"].get_extra_info("client_addr")[1]
+
+
+def test_the_table_covers_every_class_of_bad_input() -> None:
+    assert len(CASES) >= 40
+    assert len({case.name for case in CASES}) == len(CASES)
+
+
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
-def test_bad_input_is_refused_clearly(case: Case, api_server: ServerProcess, live_session: str) -> None:
-    response = case.send(api_server.url, live_session)
+def test_bad_input_is_refused_clearly(case: Case, keep_alive: httpx.Client, live_session: str) -> None:
+    response = case.send(keep_alive, live_session)
     assert response.status_code == case.status, response.text
     body = response.json()
     assert body["error"]["code"] == case.code, body
     assert len(body["error"]["message"]) > 10
+    if response.status_code == 401:
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    # The same connection serves the next request (a 413 may close it: its body was not read).
+    follow_up = keep_alive.get("/healthz")
+    assert follow_up.status_code == 200
+    if case.status != 413:
+        assert local_port(follow_up) == local_port(response), "the server closed the connection"
 
 
 def test_background_click_alone_in_round_one_asks_for_a_foreground_mark(api_server: ServerProcess) -> None:
@@ -338,3 +473,24 @@ def test_a_one_bit_png_is_matted(api_server: ServerProcess) -> None:
         timeout=120,
     )
     assert response.status_code == 200, response.text
+
+
+def test_after_a_500_the_keep_alive_connection_stays_usable(redis_url: str) -> None:
+    """Issue 11.5: a session whose record in Redis is damaged makes the server fail (500);
+    the client's next request on the same connection must still be answered. Its own server,
+    so the shared one keeps its clean record of no 5xx."""
+    server = start_server(server_env(redis_url))
+    try:
+        sid = create_session(server, IMAGE, ALICE)["session_id"]
+        client = redis.Redis.from_url(redis_url)
+        client.hset(keys.meta(sid), "width", "not a number")
+        client.close()
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            failed = http.get(f"/v1/sessions/{sid}", headers=ALICE)
+            assert failed.status_code == 500 and failed.json()["error"]["code"] == "internal_error"
+            after = http.get("/healthz")
+            assert after.status_code == 200
+            assert local_port(after) == local_port(failed)
+        assert "unhandled error on GET" in server.log()
+    finally:
+        server.stop()

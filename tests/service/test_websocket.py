@@ -69,6 +69,10 @@ def test_bad_messages_get_errors_and_the_socket_stays_open(api_server: ServerPro
             "unsupported_prompt",
         ),
         (json.dumps({"type": "undo"}), "nothing_to_undo"),
+        # Issue 11.3-11.4: nesting deeper than the parser's limit, and a lone UTF-16 surrogate
+        # in the request id (it used to crash the handler while the error was serialised).
+        ('{"type": "round", "prompts": ' + "[" * 5000 + "]" * 5000 + "}", "invalid_json"),
+        ('{"type": "round", "prompts": [], "request_id": "\\ud800"}', "invalid_json"),
         (
             json.dumps(
                 {

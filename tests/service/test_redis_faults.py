@@ -1,0 +1,194 @@
+"""A paused Redis (SIGSTOP) during and between rounds, against real processes: answers come
+quickly, an error answer on a round says whether it was applied, a retry with the same
+request_id applies it exactly once, and no lock is left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+import redis
+
+from service.process import ServerProcess, start_server
+from service.redis_runtime import RedisProcess
+from service.store import keys
+from tests.conftest import ALICE, server_env
+from tests.service.test_sessions_http import create_session, run_round
+from tests.support.waiting import wait_until
+
+CLICK = {"type": "click", "x": 700, "y": 500, "label": "fg"}
+
+
+@pytest.fixture()
+def server(private_redis: RedisProcess) -> Iterator[ServerProcess]:
+    process = start_server(
+        server_env(
+            private_redis.url,
+            MATTESERVE_REDIS_TIMEOUT_S="1",
+            MATTESERVE_ROUND_LOCK_TIMEOUT_S="3",
+        )
+    )
+    yield process
+    process.stop()
+
+
+@contextmanager
+def paused(redis_process: RedisProcess) -> Iterator[None]:
+    os.kill(redis_process.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(redis_process.process.pid, signal.SIGCONT)
+
+
+def textured(height: int = 1000, width: int = 1400) -> np.ndarray:
+    """A smooth-textured photo-sized image (compresses well, so it stays under the upload limit)."""
+    rng = np.random.default_rng(7)
+    coarse = rng.integers(0, 90, (height // 50, width // 50, 3)).astype(np.uint8)
+    image = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    image[height // 4 : height * 4 // 5, width * 2 // 7 : width * 5 // 7] += 140
+    return image
+
+
+def test_paused_redis_gives_503_fast_and_readiness_recovers(
+    server: ServerProcess, private_redis: RedisProcess
+) -> None:
+    sid = create_session(server, textured(200, 280), ALICE, model="classical")["session_id"]
+    with paused(private_redis):
+        # Answered (not held for the pause): the client's timeout is far above the server's.
+        ready = httpx.get(f"{server.url}/readyz", timeout=60)
+        assert ready.status_code == 503 and ready.json()["checks"]["redis"] == "unavailable"
+        response = httpx.get(f"{server.url}/v1/sessions/{sid}", headers=ALICE, timeout=60)
+        assert response.status_code == 503
+        body = response.json()["error"]
+        assert body["code"] == "store_unavailable"
+        assert "127.0.0.1" not in body["message"] and str(private_redis.port) not in body["message"]
+        assert int(response.headers["Retry-After"]) >= 1
+    assert wait_until(lambda: httpx.get(f"{server.url}/readyz", timeout=60).status_code == 200, 30)
+
+
+def test_a_round_interrupted_by_a_paused_redis_is_applied_exactly_once_on_retry(
+    server: ServerProcess, private_redis: RedisProcess
+) -> None:
+    watcher = redis.Redis.from_url(private_redis.url)
+    sid = create_session(server, textured(), ALICE, model="classical")["session_id"]
+    box = {"type": "box", "x0": 380, "y0": 230, "x1": 1020, "y1": 820}
+    assert run_round(server, sid, [box], ALICE).status_code == 200
+    lock_key = keys.lock(sid)
+    answer = None
+    request_id = ""
+    for _ in range(3):  # a round that finishes before the pause lands proves nothing: again
+        request_id = uuid.uuid4().hex
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            future = pool.submit(run_round, server, sid, [CLICK], ALICE, request_id=request_id)
+            assert wait_until(lambda f=future: watcher.exists(lock_key) or f.done(), 60, step_s=0.002)
+            if future.done():
+                continue
+            with paused(private_redis):
+                answer = future.result(timeout=120)
+        if answer.status_code != 200:
+            break
+    assert answer is not None and answer.status_code == 503, "every round finished before the pause"
+    code = answer.json()["error"]["code"]
+    assert code in {"store_unavailable", "round_outcome_unknown"}
+    applied_before_retry = int(watcher.hget(keys.meta(sid), "rounds"))
+    if code == "store_unavailable":  # documented: nothing was applied
+        assert applied_before_retry == (len(_rounds(server, sid)))
+        assert request_id not in [r["request_id"] for r in _rounds(server, sid)]
+
+    retried = run_round(server, sid, [CLICK], ALICE, request_id=request_id)
+    assert retried.status_code == 200, retried.text
+    again = run_round(server, sid, [CLICK], ALICE, request_id=request_id)
+    assert again.json()["round"] == retried.json()["round"]
+    ids = [r["request_id"] for r in _rounds(server, sid)]
+    assert ids.count(request_id) == 1
+
+    # No lock was left behind: a new round goes through at once, not after a lease.
+    fresh = run_round(server, sid, [CLICK], ALICE, request_id=uuid.uuid4().hex)
+    assert fresh.status_code == 200 and fresh.json()["round"] == len(ids) + 1
+    watcher.close()
+
+
+def _rounds(server: ServerProcess, sid: str) -> list[dict]:
+    response = httpx.get(f"{server.url}/v1/sessions/{sid}", headers=ALICE, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()["rounds"]
+
+
+@pytest.mark.anyio
+async def test_a_commit_sent_to_a_paused_redis_is_reported_unknown_and_lands_once(
+    private_redis: RedisProcess,
+) -> None:
+    """The case the API test above can only hit by chance: Redis stops after the commit was
+    sent. The answer says "outcome unknown"; when Redis resumes it applies the commit once,
+    even though the client resent it (the commit token makes the resend a no-op), and the
+    request id then maps to that round, which is what a retry returns."""
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
+    from service.errors import RoundOutcomeUnknown
+    from service.store import RoundRecord, SessionStore
+
+    client = aioredis.from_url(
+        private_redis.url,
+        socket_timeout=0.5,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+    )
+    store = SessionStore(client, ttl_s=600, lock_lease_s=3)
+    meta = await store.create(user="alice", image=b"png", width=4, height=4, model="classical")
+
+    def record(request_id: str) -> RoundRecord:
+        return RoundRecord(
+            round=0,
+            model="classical",
+            prompts=[],
+            score=None,
+            timings_ms={},
+            created_at="",
+            request_id=request_id,
+        )
+
+    sid = meta.session_id
+    assert (
+        await store.commit_round(sid, expected_rounds=0, record=record("r-1"), alpha_png=b"a", state=None)
+        == 1
+    )
+    with paused(private_redis), pytest.raises(RoundOutcomeUnknown) as raised:
+        await store.commit_round(sid, expected_rounds=1, record=record("r-2"), alpha_png=b"a", state=None)
+    assert "same request_id" in raised.value.message
+    checker = redis.Redis.from_url(private_redis.url)
+    assert wait_until(lambda: checker.hget(keys.meta(sid), "rounds") == b"2", 10)
+    assert checker.llen(keys.rounds(sid)) == 2
+    checker.close()
+    assert await store.round_for_request(sid, "r-2") == 2
+
+    # Redis resumes between the timed-out first delivery and the resend: the resend must
+    # answer the applied round, not a fencing failure that would make the caller recompute
+    # and apply the round a second time.
+    os.kill(private_redis.process.pid, signal.SIGSTOP)
+    try:
+        pending = asyncio.ensure_future(
+            store.commit_round(sid, expected_rounds=2, record=record("r-3"), alpha_png=b"a", state=None)
+        )
+        await asyncio.sleep(0.75)
+    finally:
+        os.kill(private_redis.process.pid, signal.SIGCONT)
+    # The resend may time out too on a slow machine: still applied exactly once below.
+    with contextlib.suppress(RoundOutcomeUnknown):
+        assert await pending == 3
+    checker = redis.Redis.from_url(private_redis.url)
+    assert wait_until(lambda: checker.hget(keys.meta(sid), "rounds") == b"3", 10)
+    assert checker.llen(keys.rounds(sid)) == 3
+    checker.close()
+    await client.aclose()
