@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -34,8 +34,10 @@ class Settings(BaseSettings):
     session_ttl_s: int = Field(1800, ge=1)
     max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=64 * 64)
+    max_concurrent_pixels: int = Field(80_000_000, ge=64 * 64)
     max_prompts_per_round: int = Field(64, ge=1)
     max_rounds_per_session: int = Field(100, ge=1)
+    max_session_mark_points: int = Field(50_000, ge=64)
     rate_limit_per_minute: int = Field(600, ge=0)
     auth_failures_per_minute: int = Field(30, ge=0)
     ws_allowed_origins: str | None = None
@@ -65,6 +67,12 @@ class Settings(BaseSettings):
             return {}
         pairs = (pair.strip().partition(":") for pair in self.api_keys.split(","))
         return {key: user for key, _, user in pairs}
+
+    @model_validator(mode="after")
+    def _budget_holds_the_largest_image(self) -> Settings:
+        if self.max_concurrent_pixels < self.max_pixels:
+            raise ValueError("MATTESERVE_MAX_CONCURRENT_PIXELS must be at least MATTESERVE_MAX_PIXELS")
+        return self
 
     @cached_property
     def allowed_origins(self) -> frozenset[str]:

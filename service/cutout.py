@@ -38,11 +38,12 @@ def cutout_rgba(image: np.ndarray, alpha: np.ndarray, *, max_pixels: int) -> np.
         foreground = estimate_foreground_ml(
             small_image.astype(np.float64) / 255.0, small_alpha.astype(np.float64)
         )
-    if scale < 1.0:
-        foreground = cv2.resize(
-            foreground.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR
-        )
     colour = np.clip(foreground * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    del foreground
+    if scale < 1.0:
+        # Upsampled as 8-bit colour (3 bytes a pixel), not as float: at 40 MP the float
+        # version held over a gigabyte of temporaries.
+        colour = cv2.resize(colour, (width, height), interpolation=cv2.INTER_LINEAR)
     opaque = alpha >= OPAQUE
     colour[opaque] = image[opaque]
     return np.dstack([colour, alpha_to_u8(alpha)])

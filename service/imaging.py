@@ -55,10 +55,22 @@ def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             image.load()
-            image = ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)
             return _to_rgb8(image)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise BadInput(f"The image data is corrupt or truncated: {exc}.", code="corrupt_image") from exc
+
+
+def peek_pixels(data: bytes) -> int:
+    """Pixel count from the image header alone (nothing decoded); 0 when the header cannot
+    be read (``decode_image`` then reports why)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            width, height = Image.open(io.BytesIO(data)).size
+    except Exception:  # any unreadable header: decode_image raises the precise error
+        return 0
+    return max(0, width) * max(0, height)
 
 
 def _to_rgb8(image: Image.Image) -> np.ndarray:
@@ -75,7 +87,9 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(background, rgba).convert("RGB")).copy()
-    return np.asarray(image.convert("RGB")).copy()
+    if mode != "RGB":
+        image = image.convert("RGB")
+    return np.array(image)  # one copy of the pixels, owned by numpy and writeable
 
 
 def encode_png(array: np.ndarray, *, compression: int = 3) -> bytes:
@@ -101,8 +115,11 @@ def decode_alpha_png(data: bytes) -> np.ndarray:
 
 
 def alpha_to_u8(alpha: np.ndarray) -> np.ndarray:
-    """Quantise a float alpha in [0, 1] to uint8 with rounding."""
-    return np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    """Quantise a float alpha in [0, 1] to uint8 with rounding (one float temporary, in place)."""
+    scaled = np.multiply(alpha, 255.0, dtype=np.float32)
+    scaled += 0.5
+    np.clip(scaled, 0, 255, out=scaled)
+    return scaled.astype(np.uint8)
 
 
 def resize_long_side(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:

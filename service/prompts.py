@@ -50,6 +50,42 @@ def validate_prompts(prompts: Sequence[Prompt], width: int, height: int, *, max_
             raise InvalidPrompt(f"{where}: the text is empty.")
 
 
+SIMPLIFY_TOLERANCE_PX = 0.5  # a scribble's stored polyline stays within this of the drawn one
+
+
+def compact_marks(prompts: Sequence[Prompt]) -> list[Prompt]:
+    """The prompts as they are stored and used: each scribble's polyline simplified
+    (Douglas-Peucker, ``cv2.approxPolyDP``, within ``SIMPLIFY_TOLERANCE_PX`` — well under any
+    brush radius) and rounded to 0.1 px. A stroke of a few thousand pointer samples keeps
+    tens of points, so a session's history stays small in Redis and cheap to re-read."""
+    compacted: list[Prompt] = []
+    for prompt in prompts:
+        if isinstance(prompt, ScribblePrompt) and len(prompt.points) > 2:
+            line = np.asarray(prompt.points, dtype=np.float32).reshape(-1, 1, 2)
+            kept = cv2.approxPolyDP(line, min(SIMPLIFY_TOLERANCE_PX, prompt.radius / 4), closed=False)
+            kept = kept.reshape(-1, 2)
+            if not np.array_equal(kept[-1], line[-1, 0]):
+                # OpenCV drops the end of a stroke that returns to its start (a loop).
+                kept = np.vstack([kept, line[-1]])
+            points = [(round(float(x), 1), round(float(y), 1)) for x, y in kept]
+            prompt = prompt.model_copy(update={"points": points})
+        compacted.append(prompt)
+    return compacted
+
+
+def mark_points(prompts: Iterable[Prompt]) -> int:
+    """How many coordinates ``prompts`` store (a click 1, a box 2, a scribble its points)."""
+    total = 0
+    for prompt in prompts:
+        if isinstance(prompt, ScribblePrompt):
+            total += len(prompt.points)
+        elif isinstance(prompt, ClickPrompt):
+            total += 1
+        elif isinstance(prompt, BoxPrompt):
+            total += 2
+    return total
+
+
 def _check_point(where: str, x: float, y: float, width: int, height: int) -> None:
     if not (math.isfinite(x) and math.isfinite(y)):
         raise InvalidPrompt(f"{where}: coordinates must be finite numbers.")

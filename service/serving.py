@@ -23,10 +23,11 @@ from schemas.system import InstanceMatte, InstancesResponse, ModelsResponse
 from service.config import Settings
 from service.cutout import cutout_rgba
 from service.errors import Conflict, ModelNotReady, NotFound, StoreUnavailable, TooLarge
-from service.imaging import alpha_to_u8, decode_alpha_png, decode_image, encode_png
+from service.imaging import alpha_to_u8, decode_alpha_png, decode_image, encode_png, peek_pixels
 from service.metrics import Metrics
 from service.pipelines import FeatureCache, PipelineRegistry, RoundInput, Timer
-from service.prompts import validate_prompts
+from service.pixel_budget import PixelBudget
+from service.prompts import compact_marks, mark_points, validate_prompts
 from service.rate_limit import RateLimiter
 from service.store import RoundRecord, SessionMeta, SessionStore
 
@@ -88,6 +89,7 @@ class MattingService:
         self.limiter = limiter
         self.images = ImageCache(max_bytes=768 * 1024 * 1024)
         self.rate_limiter = RateLimiter(store)
+        self.budget = PixelBudget(settings.max_concurrent_pixels, wait_s=settings.round_wait_timeout_s)
 
     # ----------------------------------------------------------------- helpers
     async def _decode(self, data: bytes) -> np.ndarray:
@@ -135,6 +137,10 @@ class MattingService:
     # ---------------------------------------------------------------- sessions
     async def create_session(self, user: str, data: bytes, model: str) -> SessionCreated:
         """Decode and check the upload, store it, and compute the chosen pipeline's features."""
+        async with self.budget.hold(peek_pixels(data)):
+            return await self._create_session(user, data, model)
+
+    async def _create_session(self, user: str, data: bytes, model: str) -> SessionCreated:
         timer = Timer()
         with timer.stage("decode"):
             image = await self._decode(data)
@@ -198,6 +204,7 @@ class MattingService:
         validate_prompts(
             request.prompts, meta.width, meta.height, max_prompts=self.settings.max_prompts_per_round
         )
+        request = request.model_copy(update={"prompts": compact_marks(request.prompts)})
         if request.request_id:
             done = await self._replay(meta, request.request_id)
             if done is not None:
@@ -211,7 +218,8 @@ class MattingService:
                     return done
             for attempt in range(COMMIT_ATTEMPTS):
                 try:
-                    result = await self._compute_and_commit(meta, request)
+                    async with self.budget.hold(meta.width * meta.height):
+                        result = await self._compute_and_commit(meta, request)
                 except Conflict as exc:
                     if exc.code != "round_conflict" or attempt == COMMIT_ATTEMPTS - 1:
                         raise
@@ -249,6 +257,14 @@ class MattingService:
                 p for record in history for p in _PROMPTS.validate_python(record.prompts)
             ]
             prompts = earlier + list(request.prompts)
+            if mark_points(prompts) > self.settings.max_session_mark_points:
+                raise TooLarge(
+                    f"A session keeps at most {self.settings.max_session_mark_points} mark "
+                    f"coordinates (scribble points after simplification, clicks, box corners); "
+                    f"this round would bring it to {mark_points(prompts)}. Undo rounds or start "
+                    "a new session.",
+                    code="session_too_large",
+                )
             pipeline = await self.registry.resolve(request.model or meta.model, prompts)
             image = await self._image(sid)
             previous_png = await self.store.alpha(sid, n)
@@ -312,6 +328,10 @@ class MattingService:
 
     async def instances(self, data: bytes) -> InstancesResponse:
         """Every human in the photo with its own alpha matte (no prompts)."""
+        async with self.budget.hold(peek_pixels(data)):
+            return await self._instances(data)
+
+    async def _instances(self, data: bytes) -> InstancesResponse:
         matting = self.registry.instances
         if matting is None or not await matting.ready():
             raise ModelNotReady(
@@ -339,25 +359,31 @@ class MattingService:
 
     # ------------------------------------------------------------------ images
     async def alpha_png(self, user: str, sid: str, n: int) -> bytes:
-        await self.store.get(sid, user)
+        return (await self._alpha(user, sid, n))[1]
+
+    async def _alpha(self, user: str, sid: str, n: int) -> tuple[SessionMeta, bytes]:
+        meta = await self.store.get(sid, user)
         data = await self.store.alpha(sid, n)
         if data is None:
             raise NotFound(f"Session {sid!r} has no round {n}.", code="round_not_found")
-        return data
+        return meta, data
 
     async def cutout_png(self, user: str, sid: str, n: int) -> bytes:
         """The RGBA cut-out of round ``n``, computed on first request and cached with the session."""
-        alpha_data = await self.alpha_png(user, sid, n)
+        meta, alpha_data = await self._alpha(user, sid, n)
         cached = await self.store.cutout(sid, n)
         if cached is not None:
             return cached
-        image = await self._image(sid)
-        data = await anyio.to_thread.run_sync(
-            lambda: encode_png(
-                cutout_rgba(image, decode_alpha_png(alpha_data), max_pixels=self.settings.cutout_max_pixels)
-            ),
-            limiter=self.limiter,
-        )
+        async with self.budget.hold(meta.width * meta.height):
+            image = await self._image(sid)
+            data = await anyio.to_thread.run_sync(
+                lambda: encode_png(
+                    cutout_rgba(
+                        image, decode_alpha_png(alpha_data), max_pixels=self.settings.cutout_max_pixels
+                    )
+                ),
+                limiter=self.limiter,
+            )
         await self.store.put_cutout(sid, n, data)
         return data
 
@@ -365,6 +391,12 @@ class MattingService:
         self, data: bytes, prompts: Sequence[Prompt], model: str, output: str
     ) -> tuple[bytes, dict[str, float], str]:
         """One-shot matting without a session. Returns (PNG bytes, timings, pipeline name)."""
+        async with self.budget.hold(peek_pixels(data)):
+            return await self._matte_once(data, prompts, model, output)
+
+    async def _matte_once(
+        self, data: bytes, prompts: Sequence[Prompt], model: str, output: str
+    ) -> tuple[bytes, dict[str, float], str]:
         timer = Timer()
         with timer.stage("decode"):
             image = await self._decode(data)

@@ -83,6 +83,8 @@ def get_as(path: str, headers: dict[str, str]):
 
 
 DEEP = "[" * 5000 + "]" * 5000
+# 1000 random points: nothing to simplify, so 64 of them exceed the 50 000-point session budget.
+NOISY_STROKE = np.random.default_rng(5).uniform(0, 350, (1000, 2)).round(1).tolist()
 
 
 def click(x: float, y: float, label: str = "fg") -> dict:
@@ -274,6 +276,14 @@ CASES = [
         round_json({"prompts": [{"type": "scribble", "points": [[1, 1]] * 100_000, "label": "fg"}]}),
         422,
         "invalid_request",
+    ),
+    Case(
+        "a round over the session's mark budget (64 noisy scribbles)",
+        round_json(
+            {"prompts": [{"type": "scribble", "points": NOISY_STROKE, "label": "bg", "radius": 2}] * 64}
+        ),
+        413,
+        "session_too_large",
     ),
     Case("huge coordinate", round_json({"prompts": [click(1e308, 3)]}), 400, "prompt_out_of_range"),
     Case("no credentials", get_as("/v1/sessions/{sid}", {}), 401, "unauthorized"),

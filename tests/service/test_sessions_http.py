@@ -268,3 +268,29 @@ def test_requests_without_a_valid_key_are_401(api_server: ServerProcess, headers
     response = httpx.get(f"{api_server.url}/v1/models", headers=headers)
     assert response.status_code == 401
     assert response.json()["error"]["code"] in {"unauthorized", "invalid_api_key", "invalid_authorization"}
+
+
+def test_a_long_smooth_stroke_is_stored_as_a_short_polyline(api_server: ServerProcess) -> None:
+    """Issue 11.8: a 4096-sample pointer stroke is kept as a simplified polyline (within
+    0.5 px), so the session's history stays small; the round still honours the stroke."""
+    image, _, _ = two_objects()
+    sid = create_session(api_server, image, ALICE, model="classical")["session_id"]
+    t = np.linspace(0.0, 2 * np.pi, 4096)
+    stroke = np.stack([150 + 60 * np.cos(t), 180 + 50 * np.sin(t)], axis=1).round(2).tolist()
+    scribble = {"type": "scribble", "points": stroke, "label": "fg", "radius": 6}
+    response = run_round(api_server, sid, [BOX, scribble], ALICE)
+    assert response.status_code == 200, response.text
+    stored = httpx.get(f"{api_server.url}/v1/sessions/{sid}", headers=ALICE).json()["rounds"][0]["prompts"][1]
+    assert 8 <= len(stored["points"]) <= 128
+    drawn = np.asarray(stroke)
+    kept = np.asarray(stored["points"])
+    start, end = kept[:-1][None], kept[1:][None]  # (1, S, 2) segments of the stored polyline
+    along = ((drawn[:, None] - start) * (end - start)).sum(-1) / np.maximum(
+        ((end - start) ** 2).sum(-1), 1e-9
+    )
+    closest = start + np.clip(along, 0, 1)[..., None] * (end - start)
+    distance = np.sqrt(((drawn[:, None] - closest) ** 2).sum(-1)).min(1)
+    assert distance.max() < 0.6  # every drawn sample within the 0.5 px tolerance (+ rounding)
+    alpha = fetch_alpha(api_server, sid, 1, ALICE)
+    ys, xs = np.round(drawn[:, 1]).astype(int), np.round(drawn[:, 0]).astype(int)
+    assert alpha[ys.clip(0, 359), xs.clip(0, 479)].min() >= 0.99
