@@ -137,3 +137,12 @@ class RoundOutcomeUnknown(StoreUnavailable):
 
 class ModelNotReady(Unavailable):
     code = "model_not_ready"
+
+
+class BackendFailed(ApiError):
+    """The inference backend refused or failed a call for a reason waiting will not fix (an
+    invalid request built by this service, an internal error of the server). The user gets a
+    generic message; the backend's own message is logged with the network's name."""
+
+    status = 500
+    code = "backend_error"

@@ -10,6 +10,7 @@ import numpy as np
 
 from models.export import read_repo
 from models.io_spec import ModelIO, model_io
+from service.errors import ApiError, ModelNotReady
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,14 @@ class InferenceBackend(abc.ABC):
     @abc.abstractmethod
     async def ready(self, model: str) -> bool:
         """Whether ``model`` can run now."""
+
+    async def unready_error(self, model: str) -> ApiError | None:
+        """The error a call of ``model`` would meet now (``BackendUnavailable`` when the backend
+        cannot be reached, ``ModelNotReady`` otherwise), or None when it is ready. The message
+        is meant for API users: no addresses or paths."""
+        if await self.ready(model):
+            return None
+        return ModelNotReady(f"Network {model!r} is not ready on the {self.name} backend; try again shortly.")
 
     async def health(self) -> dict[str, str]:
         """Named readiness checks for /readyz (``ok`` or a reason)."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from schemas.prompts import Prompt
-from service.errors import BadInput, UnsupportedPrompt
+from service.errors import ApiError, BadInput, ModelNotReady, Unavailable, UnsupportedPrompt
 from service.pipelines.base import FeatureCache, Pipeline, RoundInput, RoundOutput, Timer
 from service.pipelines.routing import FALLBACK_ORDER, situation
 
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from service.pipelines.instances import InstanceMatting
 
 __all__ = ["FeatureCache", "Pipeline", "PipelineRegistry", "RoundInput", "RoundOutput", "Timer"]
+log = logging.getLogger(__name__)
 
 
 class PipelineRegistry:
@@ -44,7 +46,15 @@ class PipelineRegistry:
 
     async def resolve(self, requested: str, prompts: Sequence[Prompt]) -> Pipeline:
         """The pipeline to run for ``requested`` (a pipeline name or ``auto``) given every
-        prompt of the session so far. Raises ``UnsupportedPrompt`` when nothing can serve."""
+        prompt of the session so far.
+
+        A named pipeline is returned as it is (a backend outage then answers 503 from its
+        call). ``auto`` takes the routing table's choice, or, when that one is untrained, not
+        ready or cannot use the prompts, the first usable pipeline of ``FALLBACK_ORDER`` (the
+        round's ``model`` says which ran). When the only pipelines that could use the prompts
+        are not ready (a Triton outage, a mismatched network), it raises their 503
+        (``backend_unavailable`` or ``model_not_ready``); ``UnsupportedPrompt`` when no
+        pipeline here can use them at all."""
         if requested != "auto":
             pipeline = self.get(requested)
             pipeline.check_prompts(prompts)
@@ -52,6 +62,7 @@ class PipelineRegistry:
         kinds = {p.type for p in prompts}
         preferred = self.routes.get(situation(kinds))
         order = ([preferred] if preferred else []) + [n for n in FALLBACK_ORDER if n != preferred]
+        unready: list[Pipeline] = []
         for name in order:
             pipeline = self.pipelines.get(name)
             if pipeline is None or not pipeline.trained or not kinds <= pipeline.prompt_kinds:
@@ -59,7 +70,14 @@ class PipelineRegistry:
             if not kinds and not pipeline.automatic:
                 continue
             if await pipeline.ready():
+                if unready:
+                    log.info(
+                        "auto: %s is not ready, %s runs instead", ", ".join(p.name for p in unready), name
+                    )
                 return pipeline
+            unready.append(pipeline)
+        if unready:
+            raise await _not_ready_error(unready[0])
         if not kinds:
             raise UnsupportedPrompt(
                 "No trained model can matte without prompts here; give a box, clicks or scribbles.",
@@ -86,9 +104,20 @@ class PipelineRegistry:
             prompts = [_example(kind) for kind in kinds]
             try:
                 table[row] = (await self.resolve("auto", prompts)).name
-            except UnsupportedPrompt:
+            except (UnsupportedPrompt, Unavailable):
                 continue
         return table
+
+
+async def _not_ready_error(pipeline: Pipeline) -> ApiError:
+    """The 503 to answer when ``pipeline`` should run but is not ready: its backend's error
+    for the first network that cannot run."""
+    backend = getattr(pipeline, "backend", None)
+    for network in getattr(pipeline, "networks", ()):
+        error = await backend.unready_error(network) if backend is not None else None
+        if error is not None:
+            return error
+    return ModelNotReady(f"Model {pipeline.name!r} is not ready; try again shortly.")
 
 
 def _example(kind: str) -> Prompt:
