@@ -28,7 +28,7 @@ def serve(
 
     from service.app import create_app
     from service.config import Settings
-    from service.redis_runtime import resolve_redis
+    from service.redis_runtime import redacted_url, resolve_redis
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings(**overrides)
@@ -39,7 +39,7 @@ def serve(
     anonymous = "allowed" if settings.anonymous_allowed else "off"
     console.print(
         f"matteserve on http://{settings.host}:{settings.port}  backend={settings.backend}  "
-        f"redis={url}  anonymous={anonymous}"
+        f"redis={redacted_url(url)}  anonymous={anonymous}"
     )
     try:
         uvicorn.run(

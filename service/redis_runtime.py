@@ -14,6 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -30,6 +31,17 @@ def answers(url: str, timeout_s: float = 0.5) -> bool:
             client.close()
     except (redis.RedisError, OSError):
         return False
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with its password (``redis://:secret@host``) shown as ``***``, for logs."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
 
 
 def server_binary() -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -18,10 +20,14 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
-async def readyz(service: Service) -> Response:
-    """Readiness: Redis answers and the inference backend is reachable."""
+async def readyz(service: Service, scope: Literal["all", "local"] = "all") -> Response:
+    """Readiness: Redis answers and the inference backend is reachable (``scope=all``), or
+    only what this process itself needs, Redis (``scope=local``: the orchestrator's probe, so
+    a Triton outage is answered with 503 JSON per request instead of removing every API pod
+    and the classical engine with it). The body always lists every check."""
     checks = await service.readiness()
-    ready = all(value == "ok" for value in checks.values())
+    counted = checks if scope == "all" else {k: v for k, v in checks.items() if k == "redis"}
+    ready = all(value == "ok" for value in counted.values())
     body = Health(status="ready" if ready else "not_ready", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
