@@ -7,7 +7,11 @@ Weight-free baseline and fallback. One call computes the matte for all marks so 
    (``Pipeline.focus_on_boxes``): a small person's box gets the whole working resolution, and
    regions still smaller than ``MIN_WORK_SIDE`` are enlarged.
 2. GrabCut, initialised from the previous round's matte when there is one (else from the
-   boxes, else from the neighbourhood of the foreground marks). Every mark of every round
+   boxes, else from the neighbourhood of the foreground marks). A later round resumes from
+   the previous round's colour models (``ColourModels``, kept in the session's state) with
+   ``LATER_ROUND_ITERATIONS`` iteration(s) instead of fitting them afresh over five: the new
+   marks change the hard constraints, the graph cut re-segments, and a round costs a fraction
+   of the first. Every mark of every round
    is a hard constraint; outside all boxes is background. A background mark placed on a
    region of the previous matte also removes the colour-coherent part of that region
    around it (flood fill within the previous matte), so one background click drops a
@@ -41,10 +45,48 @@ from service.prompts import boxes, draw_marks
 log = logging.getLogger(__name__)
 
 GRABCUT_ITERATIONS = 5
+LATER_ROUND_ITERATIONS = 1  # resumed from the previous round's colour models
 MIN_GRABCUT_SIDE = 4  # below this many work pixels on a side, the seeds are the mask
 MIN_WORK_SIDE = 160  # smaller regions are enlarged to this long side before GrabCut
 GRABCUT_SEED = 12345
 FLOOD_TOLERANCE = 24  # per-channel colour difference (0-255) for the region a background mark removes
+
+
+@dataclass(frozen=True)
+class ColourModels:
+    """GrabCut's two Gaussian mixtures (OpenCV's (1, 65) float64 layout), carried from one
+    round to the next so a later round resumes instead of starting over."""
+
+    background: np.ndarray
+    foreground: np.ndarray
+
+    MAGIC = b"GCM1"
+
+    def to_bytes(self) -> bytes:
+        return (
+            self.MAGIC
+            + self.background.astype(np.float64).tobytes()
+            + self.foreground.astype(np.float64).tobytes()
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes | None) -> ColourModels | None:
+        """The models in ``data``, or None when it holds none (another layout, or no state)."""
+        if not data or not data.startswith(cls.MAGIC) or len(data) != 4 + 2 * 65 * 8:
+            return None
+        values = np.frombuffer(data[4:], np.float64).reshape(2, 1, 65).copy()
+        if not np.isfinite(values).all():
+            return None
+        return cls(background=values[0], foreground=values[1])
+
+
+@dataclass(frozen=True)
+class ClassicalResult:
+    """``alpha`` (H, W) float32 in [0, 1]; ``models`` GrabCut's colour models for the next
+    round (None when GrabCut did not run)."""
+
+    alpha: np.ndarray
+    models: ColourModels | None
 
 
 @dataclass(frozen=True)
@@ -63,15 +105,18 @@ def matte(
     *,
     new_prompts: Sequence[Prompt] = (),
     previous_alpha: np.ndarray | None = None,
+    previous_models: ColourModels | None = None,
     params: ClassicalParams = ClassicalParams(),
-) -> np.ndarray:
+) -> ClassicalResult:
     """Compute an alpha matte for ``image`` (H, W, 3 uint8 RGB) from all marks so far.
 
     ``prompts`` holds every round's marks in order (the current round's last);
     ``new_prompts`` the current round's, whose background marks may remove regions of
-    ``previous_alpha`` (H, W float in [0, 1], the last round's matte, or None in round 1).
-    Returns float32 (H, W) alpha in [0, 1]. Raises ``UnsupportedPrompt`` for text prompts
-    and when no mark says where the foreground is.
+    ``previous_alpha`` (H, W float in [0, 1], the last round's matte, or None in round 1);
+    ``previous_models`` the colour models that round left (resumed when given with a
+    previous matte). Returns the float32 (H, W) alpha in [0, 1] and the colour models.
+    Raises ``UnsupportedPrompt`` for text prompts and when no mark says where the
+    foreground is.
     """
     if any(isinstance(p, TextPrompt) for p in prompts):
         raise UnsupportedPrompt(
@@ -100,19 +145,29 @@ def matte(
             code="prompt_required",
         )
 
+    models = None
     if min(h, w) < MIN_GRABCUT_SIDE:
         mask = _seed_mask(fg_seed, bg_seed, box_mask, previous)
     else:
         try:
-            mask = _grabcut(
-                work, fg_seed, bg_seed, box_mask, previous, new_prompts, scale, click_radius, params
+            mask, models = _grabcut(
+                work,
+                fg_seed,
+                bg_seed,
+                box_mask,
+                previous,
+                new_prompts,
+                scale,
+                click_radius,
+                params,
+                previous_models if previous is not None else None,
             )
         except cv2.error as exc:
             log.info("GrabCut failed on a %dx%d work image (%s); using the seeds", w, h, exc)
             mask = _seed_mask(fg_seed, bg_seed, box_mask, previous)
     trimap = _trimap(mask, fg_seed, bg_seed, max(2, round(params.band_fraction * long_side)))
     alpha_work = _solve_alpha(work, trimap, mask)
-    return upsample_alpha(alpha_work.astype(np.float32), image)
+    return ClassicalResult(upsample_alpha(alpha_work.astype(np.float32), image), models)
 
 
 def _solve_alpha(work: np.ndarray, trimap: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -166,8 +221,10 @@ def _grabcut(
     scale: float,
     click_radius: int,
     params: ClassicalParams,
-) -> np.ndarray:
-    """Run GrabCut from the seeds; return the binary foreground mask (uint8 0/1)."""
+    resume: ColourModels | None = None,
+) -> tuple[np.ndarray, ColourModels | None]:
+    """Run GrabCut from the seeds (resuming from ``resume``'s colour models when given);
+    return the binary foreground mask (uint8 0/1) and the colour models it ended with."""
     h, w = fg_seed.shape
     gc = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
     if previous is not None:
@@ -190,21 +247,29 @@ def _grabcut(
     gc[fg_seed > 0] = cv2.GC_FGD
 
     if not np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)).any():
-        return np.zeros((h, w), np.uint8)
+        return np.zeros((h, w), np.uint8), None
     if not np.isin(gc, (cv2.GC_BGD, cv2.GC_PR_BGD)).any():
         # GrabCut needs background samples; a frame-filling box leaves none.
         border = np.zeros((h, w), bool)
         border[[0, -1], :] = True
         border[:, [0, -1]] = True
         gc[border & (gc != cv2.GC_FGD)] = cv2.GC_PR_BGD
-    bgd_model = np.zeros((1, 65), np.float64)
-    fgd_model = np.zeros((1, 65), np.float64)
     bgr = cv2.cvtColor(work, cv2.COLOR_RGB2BGR)
-    # GrabCut seeds its colour models with k-means from OpenCV's per-thread RNG: fix the seed
-    # so the same marks always give the same matte, whichever worker thread runs it.
-    cv2.setRNGSeed(GRABCUT_SEED)
-    cv2.grabCut(bgr, gc, None, bgd_model, fgd_model, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_MASK)
-    return np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
+    both_labels = (
+        np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)).any() and np.isin(gc, (cv2.GC_BGD, cv2.GC_PR_BGD)).any()
+    )
+    if resume is not None and both_labels:
+        bgd_model, fgd_model = resume.background.copy(), resume.foreground.copy()
+        cv2.grabCut(bgr, gc, None, bgd_model, fgd_model, LATER_ROUND_ITERATIONS, cv2.GC_EVAL)
+    else:
+        bgd_model = np.zeros((1, 65), np.float64)
+        fgd_model = np.zeros((1, 65), np.float64)
+        # GrabCut seeds its colour models with k-means from OpenCV's per-thread RNG: fix the
+        # seed so the same marks always give the same matte, whichever worker thread runs it.
+        cv2.setRNGSeed(GRABCUT_SEED)
+        cv2.grabCut(bgr, gc, None, bgd_model, fgd_model, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_MASK)
+    mask = np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
+    return mask, ColourModels(background=bgd_model, foreground=fgd_model)
 
 
 def _flood_regions(work: np.ndarray, bg_marks: np.ndarray, domain: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 
 from schemas.system import ModelInfo
-from service.engines.classical import ClassicalParams, matte
+from service.engines.classical import ClassicalParams, ColourModels, matte
 from service.pipelines.base import Pipeline, RoundInput, RoundOutput, Timer
 
 
@@ -27,17 +27,19 @@ class ClassicalPipeline(Pipeline):
     async def compute_round(self, request: RoundInput) -> RoundOutput:
         timer = Timer()
         with timer.stage("matting"):
-            alpha = await anyio.to_thread.run_sync(
+            result = await anyio.to_thread.run_sync(
                 lambda: matte(
                     request.image,
                     request.prompts,
                     new_prompts=request.new_prompts,
                     previous_alpha=request.previous_alpha,
+                    previous_models=ColourModels.from_bytes(request.previous_state),
                     params=self.params,
                 ),
                 limiter=self.limiter,
             )
-        return RoundOutput(alpha=alpha, score=None, state=None, timings_ms=timer.ms)
+        state = result.models.to_bytes() if result.models is not None else None
+        return RoundOutput(alpha=result.alpha, score=None, state=state, timings_ms=timer.ms)
 
     async def info(self) -> ModelInfo:
         return ModelInfo(
