@@ -48,25 +48,37 @@ class ErrorRegion:
     area: int
 
 
-def error_regions(pred: np.ndarray | None, gt: np.ndarray, threshold: float = 0.5) -> list[ErrorRegion]:
-    """Connected (8-neighbour) false-negative and false-positive regions, largest first.
+def error_regions(
+    pred: np.ndarray | None, gt: np.ndarray, threshold: float = 0.5, limit: int | None = 16
+) -> list[ErrorRegion]:
+    """Connected (8-neighbour) false-negative and false-positive regions, largest first, at
+    most ``limit`` of them (None: all).
 
-    ``pred`` and ``gt`` are alphas [H, W]; a missing ``pred`` counts as all background.
-    """
+    ``pred`` and ``gt`` are alphas [H, W]; a missing ``pred`` counts as all background. Each
+    region carries a full-size mask, so the limit is what keeps a fragmented error on a 12 MP
+    photo (thousands of specks) from needing gigabytes."""
+    fn, fp = _errors(pred, gt, threshold)
+    out = _components(fn, "fg", limit) + _components(fp, "bg", limit)
+    out.sort(key=lambda r: -r.area)
+    return out if limit is None else out[:limit]
+
+
+def _errors(pred: np.ndarray | None, gt: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(missed, wrongly included) pixels of ``pred`` against ``gt``, bool [H, W] each."""
     g = as_alpha(gt) >= threshold
     p = np.zeros_like(g) if pred is None else as_alpha(pred) >= threshold
-    out: list[ErrorRegion] = []
-    for err, label in ((g & ~p, "fg"), (~g & p, "bg")):
-        out.extend(_components(err, label))
-    out.sort(key=lambda r: -r.area)
-    return out
+    return g & ~p, ~g & p
 
 
-def _components(err: np.ndarray, label: str) -> list[ErrorRegion]:
+def _components(err: np.ndarray, label: str, limit: int | None = None) -> list[ErrorRegion]:
+    """The connected components of ``err``, largest first (ties in label order), at most
+    ``limit``; masks are built only for those returned."""
     if not err.any():
         return []
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(err.astype(np.uint8), connectivity=8)
-    return [ErrorRegion(labels == i, label, int(stats[i, cv2.CC_STAT_AREA])) for i in range(1, n)]
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(err.astype(np.uint8), connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    order = np.argsort(-areas, kind="stable")[: limit if limit is not None else len(areas)]
+    return [ErrorRegion(labels == i + 1, label, int(areas[i])) for i in order]
 
 
 def _distance(mask: np.ndarray) -> np.ndarray:
@@ -241,15 +253,11 @@ class UserSimulator:
         rng = self._rng(round_index)
         # Draw the mix choice first so that the stream is the same whichever kind is used.
         rng.random()
-        regions = error_regions(previous, gt, self.threshold)
-        fn = np.zeros(gt.shape, bool)
-        fp = np.zeros(gt.shape, bool)
-        for r in regions:
-            (fn if r.label == "fg" else fp)[r.mask] = True
+        fn, fp = _errors(previous, gt, self.threshold)
         count = self.clicks_per_round if kind == "click" else self.scribbles_per_round
         out: list[ClickPrompt | ScribblePrompt] = []
         for _ in range(count):
-            remaining = _components(fn, "fg") + _components(fp, "bg")
+            remaining = _components(fn, "fg", 1) + _components(fp, "bg", 1)
             if not remaining:
                 break
             region = max(remaining, key=lambda r: r.area)
