@@ -53,7 +53,11 @@ class LocalBackend(InferenceBackend):
         module = self.modules.get(model)
         if module is None:
             reason = self.errors.get(model, f"model {model!r} is not in {self.repository}")
-            raise ModelNotReady(f"Model {model!r} is not available on the local backend: {reason}.")
+            log.warning("local backend cannot run %s: %s", model, reason)  # paths: log only
+            raise ModelNotReady(
+                f"Model {model!r} is not available on this server (it could not be loaded); "
+                "the server log says why."
+            )
         io = self.networks[model].io
         args = [
             torch.from_numpy(np.ascontiguousarray(inputs[spec.base_name], dtype=spec.numpy_dtype))

@@ -202,3 +202,22 @@ def test_instances_route_answers_the_documented_shape(api_server: ServerProcess)
     )
     assert bad.status_code == 415
     assert json.loads(bad.text)["error"]["code"] == "unsupported_media_type"
+
+
+@pytest.mark.anyio
+async def test_a_network_that_fails_to_load_answers_503_without_server_paths(tmp_path, caplog) -> None:
+    """The reason (the file path and the loader's error) goes to the log, not to the client."""
+    import shutil
+
+    from service.errors import ModelNotReady
+
+    shutil.copytree(REPOSITORY / "mrn", tmp_path / "mrn")
+    (tmp_path / "mrn" / "1" / "model.pt").write_bytes(b"not a torchscript archive")
+    backend = LocalBackend(tmp_path, read_networks(tmp_path), anyio.CapacityLimiter(1), threads=1)
+    await backend.start()
+    assert not await backend.ready("mrn")
+    with pytest.raises(ModelNotReady) as refused:
+        await backend.infer("mrn", {})
+    assert str(tmp_path) not in refused.value.message and "model.pt" not in refused.value.message
+    assert refused.value.status == 503
+    assert str(tmp_path) in caplog.text
