@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 from service.config import REPO_ROOT
-from service.process import ServerProcess, start_server
+from service.process import ServerProcess
 from service.triton_local import TritonLocalServer
-from tests.conftest import ALICE, server_env
+from tests.conftest import ALICE
 from tests.service.test_sessions_http import BOX, create_session, fetch_alpha, run_round
 from tests.support.images import two_objects
+from tests.support.triton import api_on_triton, serve_repository
 from tests.support.waiting import wait_until
 
 REPOSITORY = REPO_ROOT / "triton_repo"
@@ -27,25 +28,12 @@ REPOSITORY = REPO_ROOT / "triton_repo"
 
 @pytest.fixture(scope="module")
 def triton_models(tritonserver_binary: Path) -> Iterator[TritonLocalServer]:
-    server = TritonLocalServer(REPOSITORY, die_with_parent=True, startup_timeout=300)
-    server.start()
-    yield server
-    server.stop(graceful=False)
+    yield from serve_repository(REPOSITORY)
 
 
 @pytest.fixture(scope="module")
 def triton_api(redis_url: str, triton_models: TritonLocalServer) -> Iterator[ServerProcess]:
-    host_port = triton_models.grpc_url.removeprefix("grpc://")
-    server = start_server(
-        server_env(
-            redis_url,
-            MATTESERVE_BACKEND="triton",
-            MATTESERVE_TRITON_URL=host_port,
-            MATTESERVE_TRITON_TIMEOUT_S="120",
-        )
-    )
-    yield server
-    server.stop()
+    yield from api_on_triton(redis_url, triton_models)
 
 
 def test_models_and_readiness_come_from_triton(triton_api: ServerProcess) -> None:

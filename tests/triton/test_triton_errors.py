@@ -29,11 +29,12 @@ from service.backends.base import read_networks
 from service.backends.triton import TritonBackend, _translate, config_mismatches
 from service.config import REPO_ROOT
 from service.errors import BackendFailed, BackendUnavailable, ModelNotReady
-from service.process import ServerProcess, start_server
+from service.process import ServerProcess
 from service.triton_local import TritonLocalServer, read_model_config
-from tests.conftest import ALICE, server_env
+from tests.conftest import ALICE
 from tests.service.test_sessions_http import BOX, create_session, run_round
 from tests.support.images import encode, two_objects
+from tests.support.triton import api_on_triton, serve_repository
 from tests.support.waiting import wait_until
 
 REPOSITORY = REPO_ROOT / "triton_repo"
@@ -147,26 +148,12 @@ def _mismatched_copy(target: Path) -> Path:
 def mismatched_triton(
     tmp_path_factory: pytest.TempPathFactory, tritonserver_binary: Path
 ) -> Iterator[TritonLocalServer]:
-    repository = _mismatched_copy(tmp_path_factory.mktemp("mismatched_repo"))
-    server = TritonLocalServer(repository, die_with_parent=True, startup_timeout=300)
-    server.start()
-    yield server
-    server.close(graceful=False)
+    yield from serve_repository(_mismatched_copy(tmp_path_factory.mktemp("mismatched_repo")))
 
 
 @pytest.fixture(scope="module")
 def api(redis_url: str, mismatched_triton: TritonLocalServer) -> Iterator[ServerProcess]:
-    server = start_server(
-        server_env(
-            redis_url,
-            MATTESERVE_BACKEND="triton",
-            MATTESERVE_TRITON_URL=mismatched_triton.grpc_url,
-            MATTESERVE_TRITON_TIMEOUT_S="120",
-            MATTESERVE_AUTO_ROUTES="box=semat",
-        )
-    )
-    yield server
-    server.stop()
+    yield from api_on_triton(redis_url, mismatched_triton, MATTESERVE_AUTO_ROUTES="box=semat")
 
 
 def _no_address(text: str, triton: TritonLocalServer) -> bool:
