@@ -125,44 +125,14 @@ async def _empty_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
-class InternalErrors:
-    """ASGI middleware answering an unexpected exception with a 500 ``internal_error`` body.
+class RequestOutcomes:
+    """ASGI middleware observing latency by route template, method and status, and answering
+    an unexpected exception with a 500 ``internal_error`` body.
 
-    An ``exception_handler(Exception)`` is not enough: Starlette's ``ServerErrorMiddleware``
-    calls it and then re-raises, and uvicorn closes the keep-alive connection on the
-    re-raised error, so the client's next request on that connection fails with a reset.
-    Here the exception ends with the answer and the connection stays usable."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception:
-            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
-            self.metrics.errors.labels(code="internal_error").inc()
-            if started:
-                raise  # part of an answer went out: only closing the connection can end it
-            response = JSONResponse(
-                error_body("internal_error", "The server failed to handle this request."), status_code=500
-            )
-            await response(scope, _empty_receive, send)
-
-
-class RequestMetrics:
-    """ASGI middleware observing latency by route template, method and status."""
+    An ``exception_handler(Exception)`` is not enough for the latter: Starlette's
+    ``ServerErrorMiddleware`` calls it and then re-raises, and uvicorn closes the keep-alive
+    connection on the re-raised error, so the client's next request on that connection fails
+    with a reset. Here the exception ends with the answer and the connection stays usable."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -173,7 +143,7 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 500
+        status: int | None = None
 
         async def recording_send(message: Message) -> None:
             nonlocal status
@@ -183,10 +153,19 @@ class RequestMetrics:
 
         try:
             await self.app(scope, receive, recording_send)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            self.metrics.errors.labels(code="internal_error").inc()
+            if status is not None:
+                raise  # part of an answer went out: only closing the connection can end it
+            response = JSONResponse(
+                error_body("internal_error", "The server failed to handle this request."), status_code=500
+            )
+            await response(scope, _empty_receive, recording_send)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.http_latency.labels(template, scope["method"], str(status)).observe(
+            self.metrics.http_latency.labels(template, scope["method"], str(status or 500)).observe(
                 time.perf_counter() - start
             )
 
@@ -274,6 +253,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if STATIC_DIR.is_dir():
         app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="ui")
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD, metrics=metrics)
-    app.add_middleware(InternalErrors, metrics=metrics)
-    app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(RequestOutcomes, metrics=metrics)
     return app

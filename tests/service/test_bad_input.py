@@ -501,6 +501,8 @@ def test_after_a_500_the_keep_alive_connection_stays_usable(redis_url: str) -> N
             after = http.get("/healthz")
             assert after.status_code == 200
             assert local_port(after) == local_port(failed)
+            metrics = http.get("/metrics").text
+        assert any('status="500"' in line and "{session_id}" in line for line in metrics.splitlines())
         assert "unhandled error on GET" in server.log()
     finally:
         server.stop()
