@@ -142,13 +142,9 @@ def _guard(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
 
 
 def _unavailable(operation: str, exc: BaseException) -> StoreUnavailable:
-    """The error for a failed Redis call: the detail (host, port, reason) goes to the log only."""
+    """The error for a failed Redis call (nothing was written; ``commit_round`` raises its own
+    ``RoundOutcomeUnknown``): the detail (host, port, reason) goes to the log only."""
     log.warning("Redis call %s failed: %r", operation, exc)
-    if operation == "commit_round":
-        return RoundOutcomeUnknown(
-            "The session store (Redis) failed while this round was being saved: it may or may "
-            "not have been applied. Retry with the same request_id to get it exactly once."
-        )
     return StoreUnavailable("The session store is unavailable; nothing was changed. Try again shortly.")
 
 
@@ -326,27 +322,35 @@ class SessionStore:
     ) -> int:
         """Append round ``expected_rounds + 1`` atomically. Raises ``SessionNotFound`` if the
         session is gone and ``Conflict`` (code ``round_conflict``) if another round was
-        committed since ``expected_rounds`` was read."""
+        committed since ``expected_rounds`` was read. A Redis failure here raises
+        ``RoundOutcomeUnknown``: the script may have run."""
         n = expected_rounds + 1
-        result = await self._commit(
-            keys=[
-                keys.meta(sid),
-                keys.rounds(sid),
-                keys.alpha(sid, n),
-                keys.state(sid, n),
-                keys.requests(sid),
-                keys.key_set(sid),
-            ],
-            args=[
-                expected_rounds,
-                record.to_json(),
-                alpha_png,
-                state or b"",
-                record.request_id or "",
-                self._ttl_ms,
-                secrets.token_hex(12),
-            ],
-        )
+        try:
+            result = await self._commit(
+                keys=[
+                    keys.meta(sid),
+                    keys.rounds(sid),
+                    keys.alpha(sid, n),
+                    keys.state(sid, n),
+                    keys.requests(sid),
+                    keys.key_set(sid),
+                ],
+                args=[
+                    expected_rounds,
+                    record.to_json(),
+                    alpha_png,
+                    state or b"",
+                    record.request_id or "",
+                    self._ttl_ms,
+                    secrets.token_hex(12),
+                ],
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("Redis call commit_round failed: %r", exc)
+            raise RoundOutcomeUnknown(
+                "The session store (Redis) failed while this round was being saved: it may or may "
+                "not have been applied. Retry with the same request_id to get it exactly once."
+            ) from exc
         if result == -1:
             raise SessionNotFound(sid)
         if result == -2:
