@@ -103,16 +103,18 @@ def triton_tag() -> str:
     return re.search(r"^ARG TRITON_TAG=(\S+)$", TRITON_DOCKERFILE.read_text(), re.M).group(1)
 
 
-def stub(directory: Path, name: str) -> None:
-    """An executable ``name`` in ``directory`` that prints its arguments, one per line."""
+def record_arguments(directory: Path, name: str) -> None:
+    """An executable ``name`` in ``directory`` that prints its arguments, one per line: put on
+    PATH in place of ``tritonserver`` / Redis's entrypoint (neither runs here), it shows what
+    our start scripts would hand them. The scripts themselves run for real."""
     path = directory / name
     path.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
     path.chmod(0o755)
 
 
-def run_with_stubs(tmp_path: Path, names: list[str], command: list[str], env: dict[str, str]):
+def run_recorded(tmp_path: Path, names: list[str], command: list[str], env: dict[str, str]):
     for name in names:
-        stub(tmp_path, name)
+        record_arguments(tmp_path, name)
     full_env = {"PATH": f"{tmp_path}:{os.environ['PATH']}", **env}
     return subprocess.run(command, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=20)
 
@@ -303,7 +305,7 @@ def test_triton_rolls_out_with_recreate_and_runs_as_non_root() -> None:
 
 def test_triton_start_script_restricts_the_admin_apis(tmp_path: Path) -> None:
     command = ["sh", "docker/triton-serve.sh"]
-    result = run_with_stubs(tmp_path, ["tritonserver"], command, {"TRITON_ADMIN_KEY": TRITON_ADMIN_KEY})
+    result = run_recorded(tmp_path, ["tritonserver"], command, {"TRITON_ADMIN_KEY": TRITON_ADMIN_KEY})
     assert result.returncode == 0, result.stderr
     args = result.stdout.splitlines()
     assert "--disable-auto-complete-config" in args
@@ -323,7 +325,7 @@ def test_triton_start_script_restricts_the_admin_apis(tmp_path: Path) -> None:
 )
 def test_triton_start_script_refuses_a_missing_placeholder_or_bad_key(tmp_path: Path, key: str) -> None:
     command = ["sh", "docker/triton-serve.sh"]
-    result = run_with_stubs(tmp_path, ["tritonserver"], command, {"TRITON_ADMIN_KEY": key})
+    result = run_recorded(tmp_path, ["tritonserver"], command, {"TRITON_ADMIN_KEY": key})
     assert result.returncode == 64 and result.stdout == "", result.stdout
     assert "TRITON_ADMIN_KEY" in result.stderr
 
@@ -398,7 +400,7 @@ def test_k8s_redis_script_starts_with_password_maxmemory_and_noeviction(tmp_path
     container = k8s_redis_container()
     assert container["args"][:2] == ["sh", "-c"] and "command" not in container
     command = ["sh", "-c", container["args"][2]]
-    result = run_with_stubs(tmp_path, ["docker-entrypoint.sh"], command, {"REDIS_PASSWORD": REDIS_PASSWORD})
+    result = run_recorded(tmp_path, ["docker-entrypoint.sh"], command, {"REDIS_PASSWORD": REDIS_PASSWORD})
     assert result.returncode == 0, result.stderr
     args = result.stdout.splitlines()
     assert args[0] == "redis-server"  # through the image's entrypoint, which drops to the redis user
@@ -415,7 +417,7 @@ def test_k8s_redis_script_starts_with_password_maxmemory_and_noeviction(tmp_path
 def test_k8s_redis_script_refuses_a_missing_or_placeholder_password(tmp_path: Path, password: str) -> None:
     script = k8s_redis_container()["args"][2]
     command = ["sh", "-c", script]
-    result = run_with_stubs(tmp_path, ["docker-entrypoint.sh"], command, {"REDIS_PASSWORD": password})
+    result = run_recorded(tmp_path, ["docker-entrypoint.sh"], command, {"REDIS_PASSWORD": password})
     assert result.returncode == 64 and result.stdout == ""
 
 
