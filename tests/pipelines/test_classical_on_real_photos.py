@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter
 
-from models.eval.simulator import gt_box
+from models.eval.simulator import deepest_point, gt_box
 from schemas.prompts import Prompt
 from service.engines.classical import ClassicalParams
 from service.evaluation.samples import samples
@@ -32,12 +32,9 @@ def box_of(mask: np.ndarray) -> dict:
 
 
 def deepest_click(mask: np.ndarray) -> dict:
-    import cv2
-
-    inside = (mask > 0.5).astype(np.uint8)
-    distance = cv2.distanceTransform(np.pad(inside, 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
-    return {"type": "click", "x": float(x) + 0.5, "y": float(y) + 0.5, "label": "fg"}
+    """A foreground click where the simulator would put it: the person's deepest pixel."""
+    x, y, _ = deepest_point(mask > 0.5)
+    return {"type": "click", "x": float(x), "y": float(y), "label": "fg"}
 
 
 def prompt_sets(image: np.ndarray, instances: np.ndarray) -> dict[str, list[dict]]:
@@ -108,7 +105,7 @@ def test_a_later_round_resumes_from_the_colour_models_of_the_previous_one() -> N
     placement). Judged against the ground truth: as good as a fresh fit on average and on no
     photo much worse (on 000000000061 the fresh fit collapses to an empty matte after the
     background click, the resumed one does not)."""
-    from models.eval.simulator import deepest_point, error_regions
+    from models.eval.simulator import error_regions
     from service.engines.classical import ColourModels
 
     root: Path = require("evaldata", "coco128seg_persons")
