@@ -114,25 +114,39 @@ def iscn_prompt_tensors(
     return maps, kinds
 
 
-def smat_prompt_mask(prompts: Sequence[Prompt], box: Letterbox) -> np.ndarray:
+def smat_prompt_mask(prompts: Sequence[Prompt], box: Letterbox, grid_stride: int | None = None) -> np.ndarray:
     """Foreground marks -> float32 [1, S, S] binary prompt mask (all zero: automatic mode).
 
-    Background marks are ignored: SMat's prompt is a single positive mask."""
+    Background marks are ignored: SMat's prompt is a single positive mask. SMat samples the
+    mask at its token grid (nearest: pixels ``(i, j) * stride``) and, as the official code
+    does, pools an all-zero feature when no sample is set although the mask has pixels; with
+    ``grid_stride``, when no sample is set, every mark also sets the sample nearest to it, so a
+    small click or a thin scribble always reaches the network."""
     mask = np.zeros((box.size, box.size), np.float32)
     scale = box.scale
     half = max(1, round(SMAT_CLICK_HALF * scale))
+    anchors: list[tuple[float, float]] = []
     for prompt in prompts:
         if isinstance(prompt, BoxPrompt):
             x0, y0 = int(prompt.x0 * scale), int(prompt.y0 * scale)
             x1, y1 = int(np.ceil(prompt.x1 * scale)), int(np.ceil(prompt.y1 * scale))
             mask[y0:y1, x0:x1] = 1.0
+            anchors.append(((x0 + x1) / 2, (y0 + y1) / 2))
         elif isinstance(prompt, ClickPrompt) and _is_fg(prompt):
             x, y = int(prompt.x * scale), int(prompt.y * scale)
             mask[max(0, y - half) : y + half + 1, max(0, x - half) : x + half + 1] = 1.0
+            anchors.append((x, y))
         elif isinstance(prompt, ScribblePrompt) and _is_fg(prompt):
             points = (np.asarray(prompt.points, np.float64) * scale).astype(np.int32).reshape(-1, 1, 2)
             thickness = max(5, round(2 * prompt.radius * scale))
             cv2.polylines(mask, [points], False, 1.0, thickness)
+            anchors += [(float(x), float(y)) for x, y in points[:, 0]]
+    if grid_stride and mask.any() and not mask[::grid_stride, ::grid_stride].any():
+        last = (box.size - 1) // grid_stride * grid_stride
+        for x, y in anchors:
+            gx = min(max(round(x / grid_stride) * grid_stride, 0), last)
+            gy = min(max(round(y / grid_stride) * grid_stride, 0), last)
+            mask[gy, gx] = 1.0
     return mask[None]
 
 

@@ -20,9 +20,9 @@ after normalisation); for patch 14 the model pads to a multiple of 14 internally
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -63,6 +63,20 @@ PRESETS: dict[str, SMatConfig] = {
         prompt_ffn=2048,
         convstream=(48, 96, 192),
         fusion=(256, 128, 64, 32),
+        head_hidden=16,
+    ),
+    # The parity fixtures' reduced configuration (tests/fixtures/official/): official code paths,
+    # ViT width 48 and depth 2; the official ConvStream widths are fixed in its code.
+    "parity": SMatConfig(
+        img_size=518,
+        patch_size=14,
+        embed_dim=48,
+        depth=2,
+        num_heads=2,
+        prompt_heads=8,
+        prompt_ffn=96,
+        convstream=(48, 96, 192),
+        fusion=(32, 16, 8, 4),
         head_hidden=16,
     ),
 }
@@ -156,27 +170,30 @@ class DinoViT(nn.Module):
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.normal_(self.cls_token, std=1e-6)
 
-    def _pos(self, h: int, w: int) -> torch.Tensor:
-        cls_pos, patch_pos = self.pos_embed[:, :1], self.pos_embed[:, 1:]
-        m = self.base_grid
-        if h != m or w != m:
-            grid = patch_pos.reshape(1, m, m, -1).permute(0, 3, 1, 2)
-            # DINOv2's interpolation: scale factor (grid + 0.1) / M, bicubic, no antialias.
-            grid = F.interpolate(grid, scale_factor=((h + 0.1) / m, (w + 0.1) / m), mode="bicubic")
-            patch_pos = grid.permute(0, 2, 3, 1).reshape(1, h * w, -1)
-        return torch.cat([cls_pos, patch_pos], dim=1)
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b = x.shape[0]
-        # Spatial sizes are fixed per export; plain ints keep the position interpolation static.
-        h, w = int(x.shape[-2]) // self.patch_size, int(x.shape[-1]) // self.patch_size
+        h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
         tokens = self.patch_embed(x)
-        tokens = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1) + self._pos(h, w)
+        pos = position_embedding(self.pos_embed, x, self.patch_size, self.base_grid)
+        tokens = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1) + pos
         for blk in self.blocks:
             tokens = blk(tokens)
         tokens = self.norm(tokens)
         grid = tokens[:, 1:].transpose(1, 2).reshape(b, -1, h, w)
         return grid, tokens[:, 0]
+
+
+@torch.jit.script_if_tracing
+def position_embedding(pos_embed: torch.Tensor, x: torch.Tensor, patch: int, base: int) -> torch.Tensor:
+    """DINOv2's position embedding for the token grid of ``x [B,3,H,W]``: the stored ``base x base``
+    grid bicubically interpolated with scale factor ``(grid + 0.1) / base`` (no antialias), the
+    class position unchanged. Scripted when traced, so an export keeps H and W dynamic."""
+    h, w = x.shape[-2] // patch, x.shape[-1] // patch
+    if h == base and w == base:
+        return pos_embed
+    grid = pos_embed[:, 1:].reshape(1, base, base, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, scale_factor=((h + 0.1) / base, (w + 0.1) / base), mode="bicubic")
+    return torch.cat([pos_embed[:, :1], grid.permute(0, 2, 3, 1).reshape(1, h * w, -1)], dim=1)
 
 
 class BasicConv(nn.Module):
@@ -215,7 +232,7 @@ class FusionBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, detail: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-        return self.conv(torch.cat([x, detail], dim=1))
+        return self.conv(torch.cat([detail, x], dim=1))
 
 
 class MattingHead(nn.Module):
@@ -254,14 +271,19 @@ class DetailCapture(nn.Module):
         return torch.sigmoid(self.matting_head(x))
 
 
-def _padded(size: int, patch: int) -> int:
-    return int(math.ceil(size / patch) * patch)
+def padding_for(height: int, width: int, patch: int) -> tuple[int, int]:
+    """Bottom/right zero padding of the official SMat: none when both sides are multiples of
+    ``patch``; otherwise each side grows by ``patch - side % patch`` — a side that already is a
+    multiple still gets a whole ``patch`` (the official ``preprocess_inputs``)."""
+    if height % patch == 0 and width % patch == 0:
+        return 0, 0
+    return patch - height % patch, patch - width % patch
 
 
 def prepare_image(normalize: nn.Module, image: torch.Tensor, patch: int) -> torch.Tensor:
-    """Normalise ``[B,3,S,S]`` and zero-pad bottom/right to a multiple of ``patch``."""
+    """Normalise ``[B,3,H,W]`` and zero-pad bottom/right (:func:`padding_for`)."""
     x = normalize(image)
-    ph, pw = _padded(x.shape[-2], patch) - x.shape[-2], _padded(x.shape[-1], patch) - x.shape[-1]
+    ph, pw = padding_for(x.shape[-2], x.shape[-1], patch)
     return F.pad(x, (0, pw, 0, ph)) if ph or pw else x
 
 
@@ -286,27 +308,43 @@ class SMatDecoderPart(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         s_h, s_w = image.shape[-2], image.shape[-1]
         x = prepare_image(self.normalize, image, self.patch_size)
-        b, h, w = patch_tokens.shape[0], patch_tokens.shape[2], patch_tokens.shape[3]
         prompt = F.pad(prompt, (0, x.shape[-1] - s_w, 0, x.shape[-2] - s_h))
-        weights = F.interpolate(prompt, size=(h, w), mode="nearest").flatten(1)  # [B, hw]
-        tokens = patch_tokens.flatten(2).transpose(1, 2)  # [B, hw, D]
-        area = weights.sum(dim=1, keepdim=True)
-        pooled = (weights.unsqueeze(1) @ tokens).squeeze(1) / area.clamp_min(1e-6)
-        candidate = torch.where(area > 0, pooled, class_token)
-        candidate = self.prompt_cross_attn(candidate.unsqueeze(1), tokens)  # [B,1,D]
-        sim = F.cosine_similarity(candidate, tokens, dim=-1)  # [B, hw]
-        lo = sim.min(dim=1, keepdim=True).values
-        hi = sim.max(dim=1, keepdim=True).values
-        sim = ((sim - lo) / (hi - lo + 1e-6)).reshape(b, 1, h, w)
-        img = x
-        if (x.shape[-2], x.shape[-1]) != (self.stride * h, self.stride * w):
-            img = F.interpolate(
-                x, size=(self.stride * h, self.stride * w), mode="bilinear", align_corners=False
-            )
-        alpha = self.decoder(torch.cat([patch_tokens, sim], dim=1), img)
-        if (alpha.shape[-2], alpha.shape[-1]) != (x.shape[-2], x.shape[-1]):
-            alpha = F.interpolate(alpha, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        alpha, sim = decode_padded(
+            self.prompt_cross_attn, self.decoder, self.stride, x, patch_tokens, class_token, prompt
+        )
         return alpha[:, :, :s_h, :s_w], sim
+
+
+def decode_padded(
+    prompt_cross_attn: nn.Module,
+    decoder: nn.Module,
+    stride: int,
+    x: torch.Tensor,
+    patch_tokens: torch.Tensor,
+    class_token: torch.Tensor,
+    prompt: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SMat's prompt-dependent half on the normalised, padded image ``x [B,3,Hp,Wp]`` and prompt
+    ``[B,1,Hp,Wp]`` -> ``(alpha [B,1,Hp,Wp], similarity [B,1,h,w])``."""
+    b, h, w = patch_tokens.shape[0], patch_tokens.shape[2], patch_tokens.shape[3]
+    weights = F.interpolate(prompt, size=(h, w), mode="nearest").flatten(1)  # [B, hw]
+    tokens = patch_tokens.flatten(2).transpose(1, 2)  # [B, hw, D]
+    area = weights.sum(dim=1, keepdim=True)
+    pooled = (weights.unsqueeze(1) @ tokens).squeeze(1) / (area + 1e-6)
+    # Prompted when the full-resolution prompt has any pixel (official), else the class token.
+    prompted = prompt.flatten(1).ne(0).any(dim=1, keepdim=True)
+    candidate = torch.where(prompted, pooled, class_token)
+    candidate = prompt_cross_attn(candidate.unsqueeze(1), tokens)  # [B,1,D]
+    sim = F.cosine_similarity(candidate, tokens, dim=-1)  # [B, hw]
+    lo = sim.min(dim=1, keepdim=True).values
+    hi = sim.max(dim=1, keepdim=True).values
+    sim = ((sim - lo) / (hi - lo + 1e-6)).reshape(b, 1, h, w)
+    # The detail decoder treats the token grid as stride 16 (official); resizing to the same
+    # size is the identity, so it is always done and a trace stays valid at any size.
+    img = F.interpolate(x, size=(stride * h, stride * w), mode="bilinear", align_corners=False)
+    alpha = decoder(torch.cat([patch_tokens, sim], dim=1), img)
+    alpha = F.interpolate(alpha, size=(x.shape[-2], x.shape[-1]), mode="bilinear", align_corners=False)
+    return alpha, sim
 
 
 class SMat(nn.Module):
@@ -358,6 +396,48 @@ class SMatDecoderExport(SMatDecoderPart):
     """Exported ``smat_decoder``: ``(image, patch_tokens, class_token, prompt_mask) -> (alpha [B,1,S,S],
     similarity [B,1,h,w])``.
     """
+
+
+def prepare_smat(
+    image_rgb: np.ndarray, prompt: np.ndarray, patch: int = 14
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The official input contract: RGB uint8 ``[H,W,3]`` and a binary prompt ``[H,W]`` ->
+    ImageNet-normalised image ``[1,3,Hp,Wp]`` and prompt ``[1,1,Hp,Wp]``, both zero-padded
+    bottom/right by :func:`padding_for` (after normalisation, as ``preprocess_inputs``)."""
+    image = torch.from_numpy(np.ascontiguousarray(image_rgb.transpose(2, 0, 1))).float().div(255.0)[None]
+    x = prepare_image(ImageNormalizer(), image, patch)
+    mask = torch.from_numpy(np.ascontiguousarray(prompt, dtype=np.float32))[None, None]
+    return x, F.pad(mask, (0, x.shape[-1] - mask.shape[-1], 0, x.shape[-2] - mask.shape[-2]))
+
+
+class SMatPaddedEncoderExport(nn.Module):
+    """Exported ``smat_official_encoder`` (native resolution): the normalised image, already
+    padded by the official rule (``padding_for``), ``[B,3,H,W]`` -> ``(patch_tokens [B,D,H/p,W/p],
+    class_token [B,D])``."""
+
+    def __init__(self, model: SMat) -> None:
+        super().__init__()
+        self.backbone = model.backbone
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.backbone(image)
+
+
+class SMatPaddedDecoderExport(nn.Module):
+    """Exported ``smat_official_decoder`` (native resolution): :func:`decode_padded`."""
+
+    def __init__(self, model: SMat) -> None:
+        super().__init__()
+        self.prompt_cross_attn = model.prompt_cross_attn
+        self.decoder = model.decoder
+        self.stride = model.cfg.decoder_stride
+
+    def forward(
+        self, image: torch.Tensor, patch_tokens: torch.Tensor, class_token: torch.Tensor, prompt: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return decode_padded(
+            self.prompt_cross_attn, self.decoder, self.stride, image, patch_tokens, class_token, prompt
+        )
 
 
 def build_smat(preset: str = "tiny") -> SMat:

@@ -431,12 +431,15 @@ SMAT_MODES: dict[str, float] = {"none": 0.3, "click": 0.25, "scribble": 0.15, "b
 
 @dataclass
 class SMatSampler:
-    """No prompt (automatic: the target is every person) or click/scribble/box for one instance."""
+    """No prompt (automatic: the target is every person) or click/scribble/box for one instance;
+    ``grid_stride``: the model's patch size (see ``smat_prompt_mask``)."""
+
+    grid_stride: int | None = None
 
     def __call__(self, item: Item, rng: np.random.Generator) -> None:
         mode = P.choose_mode(rng, SMAT_MODES)
         item.prompts = P.round_one_prompts(mode, item.alphas, item.target, item.text, rng)
-        item.extra["prompt_mask"] = smat_prompt_mask(item.prompts, item.box)
+        item.extra["prompt_mask"] = smat_prompt_mask(item.prompts, item.box, grid_stride=self.grid_stride)
         item.extra["automatic"] = np.asarray(not item.extra["prompt_mask"].any(), np.float32)
 
 
@@ -447,7 +450,7 @@ class SMatTask(Task):
 
     def __init__(self, model: nn.Module, device: torch.device) -> None:
         super().__init__(model, device)
-        self._sampler = SMatSampler()
+        self._sampler = SMatSampler(grid_stride=model.cfg.patch_size)
 
     @property
     def sampler(self) -> SMatSampler:

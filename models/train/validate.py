@@ -235,7 +235,7 @@ def validate_smat(
             image = _image(lb, t.image, device)
             tokens, cls = model.encode(image)
             for name, (prompts, gt) in cases.items():
-                mask = torch.from_numpy(smat_prompt_mask(prompts, lb))[None].to(device)
+                mask = torch.from_numpy(smat_prompt_mask(prompts, lb, model.cfg.patch_size))[None].to(device)
                 out = model.decode(image, tokens, cls, mask)
                 alpha = _alpha_back(lb, out["alpha"])
                 _record(vals, name, alpha, gt)

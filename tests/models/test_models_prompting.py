@@ -107,3 +107,16 @@ def test_semat_box_is_the_union_in_the_frame() -> None:
     xyxy = semat_box([BoxPrompt(x0=10, y0=20, x1=50, y1=60), BoxPrompt(x0=40, y0=10, x1=300, y1=90)], box)
     assert xyxy is not None and xyxy.dtype == np.float32
     np.testing.assert_allclose(xyxy, [6.4, 6.4, 128.0, 57.6], rtol=1e-5)
+
+
+def test_smat_prompts_always_reach_the_token_grid() -> None:
+    """A click too small to cover one of SMat's nearest samples still sets one (else SMat pools
+    an all-zero feature); a mark that covers samples is drawn as it is."""
+    box = Letterbox(1000, 1000, 256)  # a click square is 11 px, the token grid samples every 16 px
+    click = ClickPrompt(x=530, y=530, label="fg")  # (135, 135): no multiple of 16 within ±5
+    plain = smat_prompt_mask([click], box)[0]
+    assert plain.any() and not plain[::16, ::16].any()
+    anchored = smat_prompt_mask([click], box, grid_stride=16)[0]
+    assert anchored[::16, ::16].sum() == 1 and anchored[128, 128] == 1.0
+    big = BoxPrompt(x0=100, y0=100, x1=600, y1=700)
+    np.testing.assert_array_equal(smat_prompt_mask([big], box, grid_stride=16), smat_prompt_mask([big], box))
