@@ -30,6 +30,21 @@ Per model (``S`` = export size, ``s4 = S/4``, tiny-preset widths in brackets):
                   -> alpha__0 [1,S,S], similarity__1 [1,g,g]
 ``instmatt``      image__0 [3,S,S], masks__1 [K,S,S] (K=8), valid__2 [K] -> alpha__0 [K,S,S]
 
+Networks in the papers' official layouts (``OFFICIAL_MODELS``, exported only from imported
+checkpoints by ``models.export.export_official``) run at the photo's own resolution, as the
+official code does: their spatial dims are ``-1`` (any multiple of 32) and their images are
+ImageNet-normalised and reflect-padded by the service (``models.official.contract``):
+
+``mgmatting``          image__0 [3,H,W], guidance__1 [1,H,W] (binary) -> alpha__0 [1,H,W] (after PRM)
+``instmatt_official``  image__0 [3,H,W], guidance__1 [3,H,W] (tri-mask) -> trimatte__0 [3,H,W]
+                       (after PRM), region__1 [1,H,W] (the OS1 PRM region, 0/1), feature__2 [C,H,W]
+``instmatt_refiner``   one window of all refined instances, K inside the item (batch of one):
+                       pred__0 [K,3,h,w], feature__1 [K,C,h,w], image__2 [K,3,h,w] -> logits__0 [K,3,h,w]
+``smat_official_encoder``  image__0 [3,H,W] (H, W multiples of 14) -> patch_tokens__0 [D,H/14,W/14],
+                       class_token__1 [D]
+``smat_official_decoder``  image__0, patch_tokens__1, class_token__2, prompt_mask__3 [1,H,W] (padded
+                       like the image) -> alpha__0 [1,H,W], similarity__1 [1,H/14,W/14]
+
 ISCN prompt encoding (rasterised at S/4 by the service):
 
 * ``prompt_maps`` slot i holds one mark: a click as a small filled disk, a scribble as its
@@ -49,7 +64,7 @@ ISCN prompt encoding (rasterised at S/4 by the service):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -57,6 +72,20 @@ import torch
 from models.registry import EXPORTS, config_for, family_of
 
 EXPORTED_MODELS: tuple[str, ...] = tuple(EXPORTS)
+OFFICIAL_MODELS: tuple[str, ...] = (
+    "mgmatting",
+    "instmatt_official",
+    "instmatt_refiner",
+    "smat_official_encoder",
+    "smat_official_decoder",
+)
+OFFICIAL_LAYOUTS: dict[str, str] = {
+    "mgmatting": "mgmatting",
+    "instmatt_official": "instmatt_official",
+    "instmatt_refiner": "instmatt_official",
+    "smat_official_encoder": "smat",
+    "smat_official_decoder": "smat",
+}
 
 _DTYPES = {
     "FP32": (torch.float32, np.float32),
@@ -72,6 +101,7 @@ class TensorSpec:
     dtype: str
     dims: tuple[int, ...]
     doc: str = ""
+    stride: int = 1  # a native-resolution (``-1``) map at 1/stride of the image's size
 
     @property
     def triton_dtype(self) -> str:
@@ -130,11 +160,19 @@ BATCHING: dict[str, BatchingSpec] = {
     "smat_encoder": BatchingSpec(8, (4, 8), 2000),
     "smat_decoder": BatchingSpec(16, (8, 16), 1000),
     "instmatt": BatchingSpec(4, (2, 4), 2000),
+    # Native-resolution networks: Triton batches only requests of one shape, so no preferred sizes.
+    "mgmatting": BatchingSpec(4, (), 1000),
+    "instmatt_official": BatchingSpec(8, (), 1000),
+    "instmatt_refiner": BatchingSpec(1, (), 0),
+    "smat_official_encoder": BatchingSpec(4, (), 1000),
+    "smat_official_decoder": BatchingSpec(8, (), 1000),
 }
 
 
-def _t(name: str, index: int, dims: tuple[int, ...], doc: str, dtype: str = "FP32") -> TensorSpec:
-    return TensorSpec(f"{name}__{index}", dtype, tuple(int(d) for d in dims), doc)
+def _t(
+    name: str, index: int, dims: tuple[int, ...], doc: str, dtype: str = "FP32", stride: int = 1
+) -> TensorSpec:
+    return TensorSpec(f"{name}__{index}", dtype, tuple(int(d) for d in dims), doc, stride)
 
 
 def _check_size(size: int) -> None:
@@ -142,8 +180,69 @@ def _check_size(size: int) -> None:
         raise ValueError(f"export size must be a positive multiple of 32, got {size}")
 
 
+def official_model_io(name: str, preset: str = "paper") -> ModelIO:
+    """The I/O of an official-layout network (``OFFICIAL_MODELS``) at ``preset``; ``size`` is 0."""
+    from models.official.instmatt import PRESETS as INSTMATT
+    from models.official.mgmatting import PRESETS as MGMATTING
+
+    image = _t("image", 0, (3, -1, -1), "ImageNet-normalised RGB, reflect-padded to a multiple of 32")
+    if name == "mgmatting":
+        MGMATTING[preset]
+        inputs: tuple[TensorSpec, ...] = (
+            image,
+            _t("guidance", 1, (1, -1, -1), "binary guidance mask, padded likewise"),
+        )
+        outputs: tuple[TensorSpec, ...] = (_t("alpha", 0, (1, -1, -1), "alpha after PRM"),)
+    elif name == "instmatt_official":
+        c = INSTMATT[preset].generator.stem
+        inputs = (image, _t("guidance", 1, (3, -1, -1), "tri-mask: target, others, 1 - all"))
+        outputs = (
+            _t("trimatte", 0, (3, -1, -1), "target, others, background after PRM"),
+            _t("region", 1, (1, -1, -1), "1 where PRM took the OS1 output"),
+            _t("feature", 2, (c, -1, -1), "OS1 decoder feature (the refiner's input)"),
+        )
+    elif name == "instmatt_refiner":
+        c = INSTMATT[preset].generator.stem
+        inputs = (
+            _t("pred", 0, (-1, 3, -1, -1), "tri-mattes of the refined instances in one window"),
+            _t("feature", 1, (-1, c, -1, -1), "their OS1 features"),
+            _t("image", 2, (-1, 3, -1, -1), "the normalised image, once per instance"),
+        )
+        outputs = (_t("logits", 0, (-1, 3, -1, -1), "refined tri-matte logits"),)
+    elif name in ("smat_official_encoder", "smat_official_decoder"):
+        cfg = config_for("smat", preset)
+        d, p = cfg.embed_dim, cfg.patch_size
+        image = _t("image", 0, (3, -1, -1), "ImageNet-normalised RGB, zero-padded by SMat's rule (x14)")
+        tokens = _t("patch_tokens", 0, (d, -1, -1), "normalised ViT patch tokens", stride=p)
+        cls = _t("class_token", 1, (d,), "normalised class token")
+        if name == "smat_official_encoder":
+            inputs, outputs = (image,), (tokens, cls)
+        else:
+            inputs = (
+                image,
+                replace(tokens, name="patch_tokens__1", doc="from smat_official_encoder"),
+                replace(cls, name="class_token__2", doc="from smat_official_encoder"),
+                _t(
+                    "prompt_mask",
+                    3,
+                    (1, -1, -1),
+                    "binary prompt, padded like the image; all zero = automatic",
+                ),
+            )
+            outputs = (
+                _t("alpha", 0, (1, -1, -1), "alpha at the padded size"),
+                _t("similarity", 1, (1, -1, -1), "min-max normalised cosine similarity", stride=p),
+            )
+    else:
+        raise KeyError(name)
+    return ModelIO(name, OFFICIAL_LAYOUTS[name], 0, preset, inputs, outputs, BATCHING[name])
+
+
 def model_io(name: str, size: int = 512, preset: str = "tiny") -> ModelIO:
-    """The I/O of exported model ``name`` at export size ``size`` and ``preset``."""
+    """The I/O of exported model ``name`` at export size ``size`` and ``preset`` (for
+    ``OFFICIAL_MODELS``: native resolution, ``size`` ignored)."""
+    if name in OFFICIAL_MODELS:
+        return official_model_io(name, preset)
     _check_size(size)
     family = family_of(name)
     cfg = config_for(family, preset)
@@ -229,6 +328,13 @@ def all_model_io(size: int = 512, preset: str = "tiny") -> dict[str, ModelIO]:
     return {name: model_io(name, size, preset) for name in EXPORTED_MODELS}
 
 
+def concrete_dims(dims: tuple[int, ...], size: int, instances: int = 2, stride: int = 1) -> tuple[int, ...]:
+    """``dims`` with every ``-1`` filled: the last two (spatial) with ``size // stride``, others
+    with ``instances``."""
+    n = len(dims)
+    return tuple(d if d != -1 else (size // stride if i >= n - 2 else instances) for i, d in enumerate(dims))
+
+
 def example_inputs(
     name: str, size: int = 512, batch: int = 1, preset: str = "tiny", seed: int = 0
 ) -> tuple[torch.Tensor, ...]:
@@ -241,13 +347,13 @@ def example_inputs(
     g = torch.Generator().manual_seed(seed)
     out = []
     for spec in io.inputs:
-        shape = (batch, *spec.dims)
+        shape = (batch, *concrete_dims(spec.dims, size, stride=spec.stride))
         base = spec.base_name
         if base == "prompt_kinds":
             kinds = torch.randint(1, 6, shape, generator=g)
             kinds[:, shape[1] // 2 :] = 0
             out.append(kinds)
-        elif base in ("prompt_maps", "masks", "mask", "prompt_mask", "prev_mask"):
+        elif base in ("prompt_maps", "masks", "mask", "prompt_mask", "prev_mask", "guidance"):
             h, w = shape[-2], shape[-1]
             t = torch.zeros(shape)
             flat = t.reshape(-1, h, w)
@@ -271,7 +377,7 @@ def example_inputs(
         elif base == "text_embedding":
             t = torch.randn(shape, generator=g)
             out.append(t / t.norm(dim=-1, keepdim=True))
-        elif base in ("features", "mask_features", "patch_tokens", "class_token"):
+        elif base in ("features", "mask_features", "patch_tokens", "class_token", "feature"):
             out.append(torch.randn(shape, generator=g))
         else:
             out.append(torch.rand(shape, generator=g))

@@ -165,11 +165,19 @@ def export(
     ] = None,
     untrained: Annotated[bool, typer.Option(help="Export initial (untrained) weights.")] = False,
     model: Annotated[list[str], typer.Option(help="Export only these models (repeatable).")] = [],  # noqa: B006
+    weights: Annotated[
+        list[Path],
+        typer.Option(
+            help="An imported official checkpoint (<family>-<variant>.pt from import-checkpoint) to export "
+            "at native resolution instead of the shipped networks (repeatable)."
+        ),
+    ] = [],  # noqa: B006
 ) -> None:
     """Export the networks to TorchScript and write model.pt + config.pbtxt per model into the repository."""
     import torch
 
-    from models.export import SHIPPED_WEIGHTS, export_all
+    from models.checkpoint_import import CheckpointError
+    from models.export import SHIPPED_WEIGHTS, export_all, export_official
 
     if untrained:
         weights_dir = None
@@ -177,17 +185,58 @@ def export(
         weights_dir = SHIPPED_WEIGHTS
 
     torch.set_grad_enabled(False)
-    written = export_all(
-        repo,
-        size,
-        preset,
-        instance_count,
-        weights_dir,
-        instance_kind=instance_kind,
-        models=tuple(model) or None,
-    )
+    if weights:
+        written = {}
+        for path in weights:
+            try:
+                written |= export_official(repo, path, instance_count, instance_kind)
+            except (CheckpointError, FileNotFoundError, KeyError) as exc:
+                console.print(f"[red]{path}: cannot export ({exc})[/red]")
+                raise typer.Exit(2) from None
+    else:
+        written = export_all(
+            repo,
+            size,
+            preset,
+            instance_count,
+            weights_dir,
+            instance_kind=instance_kind,
+            models=tuple(model) or None,
+        )
     for name, path in written.items():
         console.print(f"{name:14s} {path}  ({(path / '1' / 'model.pt').stat().st_size / 1e6:.1f} MB)")
+
+
+@app.command("import-checkpoint")
+def import_checkpoint(
+    family: Annotated[str, typer.Argument(help="mgmatting, instmatt or smat.")],
+    path: Annotated[Path, typer.Argument(help="The authors' checkpoint file, as they ship it.")],
+    variant: Annotated[
+        str | None,
+        typer.Option(
+            help="Name of the output (<family>-<variant>.pt) [default: the family's released variant]."
+        ),
+    ] = None,
+    preset: Annotated[
+        str, typer.Option(help="Network configuration: paper (the released files) or parity (test fixtures).")
+    ] = "paper",
+    out_dir: Annotated[
+        Path | None, typer.Option(help="Where to write the weights [default: the shipped models/weights/].")
+    ] = None,
+) -> None:
+    """Import a paper's released checkpoint: map every tensor onto the official-layout network,
+    refuse on any missing / unexpected / mis-shaped key, write the weights + provenance JSON."""
+    from models.checkpoint_import import CheckpointError
+    from models.checkpoint_import import import_checkpoint as run_import
+
+    try:
+        result = run_import(family, path, variant, preset, out_dir)
+    except CheckpointError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False, markup=True)
+        raise typer.Exit(2) from None
+    console.print(f"weights    {result.weights}")
+    console.print(f"provenance {result.provenance}")
+    console.print(f"next: matteserve export --weights {result.weights}")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
