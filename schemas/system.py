@@ -14,6 +14,15 @@ class NetworkStatus(BaseModel):
     name: str
     ready: bool
     weights: str = Field(description='"trained", "untrained" or "missing".')
+    origin: str | None = Field(
+        None,
+        description='"ours" (trained by this project; provenance in models/weights/) or "official" '
+        "(imported from the authors' released checkpoint).",
+    )
+    source: str | None = Field(
+        None, description="For official weights: the authors' file name and its sha256."
+    )
+    licence: str | None = Field(None, description="The licence of the weights, as their authors state it.")
 
 
 class ModelInfo(BaseModel):

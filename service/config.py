@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     round_wait_timeout_s: float = Field(30.0, gt=0)
     inference_threads: int = Field(2, ge=1)
     classical_max_side: int = Field(640, ge=64)
+    dfimat_refiner: Literal["mrn", "mgmatting"] = "mrn"
+    instance_matting: Literal["instmatt", "instmatt_official"] = "instmatt"
+    smat_networks: Literal["ours", "official"] = "ours"
+    official_max_side: int = Field(1280, ge=64)
     cutout_max_pixels: int = Field(4_000_000, ge=64 * 64)
     auto_routes: str | None = None
     log_level: str = "info"

@@ -12,6 +12,11 @@ from models.export import read_repo
 from models.io_spec import ModelIO, model_io
 from service.errors import ApiError, ModelNotReady
 
+# The licence of the weights this project trains and ships (the project's own, see pyproject.toml).
+OUR_WEIGHTS_LICENCE = (
+    "Apache-2.0 (matteserve's weights; the training data's licences are in their provenance file)"
+)
+
 
 @dataclass(frozen=True)
 class NetworkInfo:
@@ -19,8 +24,11 @@ class NetworkInfo:
 
     name: str
     weights: str  # "trained" | "untrained" | "missing"
-    input_size: int
+    input_size: int  # 0: native resolution (official-layout networks)
     preset: str
+    origin: str = "ours"  # "ours" | "official"
+    source: str | None = None  # official weights: "<file> (sha256 <hex>)"
+    licence: str | None = None
 
     @property
     def trained(self) -> bool:
@@ -37,11 +45,17 @@ def read_networks(repository: Path) -> dict[str, NetworkInfo]:
         return {}
     infos = {}
     for name, params in read_repo(repository).items():
+        source = params.get("source_file")
         infos[name] = NetworkInfo(
             name=name,
             weights=params.get("weights", "untrained"),
             input_size=int(params.get("input_size", 512)),
             preset=params.get("preset", "tiny"),
+            origin=params.get("origin", "ours"),
+            source=f"{source} (sha256 {params.get('source_sha256', '?')})" if source else None,
+            licence=params.get(
+                "licence", OUR_WEIGHTS_LICENCE if params.get("weights") == "trained" else None
+            ),
         )
     return infos
 

@@ -1,5 +1,11 @@
 """The ``dfimat`` pipeline: DFIMat's ISCN localises the target, MRN turns it into alpha.
 
+The refiner is configurable (``MATTESERVE_DFIMAT_REFINER``): ``mrn`` (ours, at the export size
+S) or ``mgmatting`` — MGMatting's released generator imported with ``matteserve
+import-checkpoint``, run as its official code runs it: at the photo's resolution (long side
+capped at ``MATTESERVE_OFFICIAL_MAX_SIDE``), ISCN's mask binarised at 128/255, reflect padding,
+PRM in the graph.
+
 Per session, once: the ISCN encoder's features of the letterboxed photo (cached with the
 session in Redis, float16, compressed). Per round: every mark so far rasterised into ISCN's
 prompt slots at S/4 (``models.prompting``), the latest text embedded with MiniLM, the CRM
@@ -17,6 +23,8 @@ import numpy as np
 import torch
 
 from models.iscn import compute_conflict_map
+from models.official.contract import capped_size, unpad
+from models.official.mgmatting import prepare_mgmatting
 from models.prompting import Letterbox, iscn_prompt_tensors
 from models.text import TEXT_DIM, MiniLMEncoder
 from schemas.prompts import TextPrompt
@@ -26,6 +34,7 @@ from service.pipelines.base import FeatureCache, RoundInput, RoundOutput, Timer
 from service.pipelines.networks import NetworkPipeline, pack_arrays, stability_score, unpack_arrays
 
 ENCODER, DECODER, REFINER = "iscn_encoder", "iscn_decoder", "mrn"
+REFINERS = ("mrn", "mgmatting")
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -45,11 +54,26 @@ class DFIMatPipeline(NetworkPipeline):
     networks = (ENCODER, DECODER, REFINER)
 
     def __init__(
-        self, backend: InferenceBackend, text: MiniLMEncoder, limiter: anyio.CapacityLimiter
+        self,
+        backend: InferenceBackend,
+        text: MiniLMEncoder,
+        limiter: anyio.CapacityLimiter,
+        refiner: str = REFINER,
+        official_max_side: int = 1280,
     ) -> None:
         super().__init__(backend)
+        if refiner not in REFINERS:
+            raise ValueError(f"unknown dfimat refiner {refiner!r}; known: {', '.join(REFINERS)}")
         self.text = text
         self.limiter = limiter
+        self.refiner = refiner
+        self.official_max_side = official_max_side
+        self.networks = (ENCODER, DECODER, refiner)
+        if refiner == "mgmatting":
+            self.description = (
+                "DFIMat's ISCN (visual + text prompts, CRM conflict reasoning over rounds) localises the "
+                "instance, MGMatting (imported official weights, native resolution) refines it."
+            )
 
     async def prepare(self, image: np.ndarray, features: FeatureCache) -> dict[str, float]:
         timer = Timer()
@@ -106,15 +130,42 @@ class DFIMatPipeline(NetworkPipeline):
         with timer.stage("prepare"):
             image = box.image(request.image)
         probability = await self.localise(request, box, image, timer)
-        coarse = cv2.resize(probability, (self.size, self.size), interpolation=cv2.INTER_LINEAR)[None]
-        with timer.stage("mrn"):
-            refined = await self.run(REFINER, image=image, mask=coarse)
-        with timer.stage("upsample"):
-            alpha = await anyio.to_thread.run_sync(
-                lambda: upsample_alpha(box.crop(refined["alpha"][0]), request.image), limiter=self.limiter
-            )
+        if self.refiner == "mgmatting":
+            alpha = await self._mgmatting(request.image, box, probability, timer)
+        else:
+            coarse = cv2.resize(probability, (self.size, self.size), interpolation=cv2.INTER_LINEAR)[None]
+            with timer.stage("mrn"):
+                refined = await self.run(REFINER, image=image, mask=coarse)
+            with timer.stage("upsample"):
+                alpha = await anyio.to_thread.run_sync(
+                    lambda: upsample_alpha(box.crop(refined["alpha"][0]), request.image), limiter=self.limiter
+                )
         state = pack_arrays({"prev_mask": probability})
         return RoundOutput(alpha=alpha, score=stability_score(alpha), state=state, timings_ms=timer.ms)
+
+    async def _mgmatting(
+        self, photo: np.ndarray, box: Letterbox, probability: np.ndarray, timer: Timer
+    ) -> np.ndarray:
+        """MGMatting on the photo (long side capped) guided by ISCN's mask ``probability`` [S/4, S/4]
+        -> alpha (H, W) for ``photo``."""
+        height, width = photo.shape[:2]
+        h, w = capped_size(height, width, self.official_max_side)
+
+        def prepare() -> tuple[np.ndarray, np.ndarray]:
+            small = photo if (h, w) == (height, width) else cv2.resize(photo, (w, h))
+            mask = cv2.resize(box.crop(probability), (w, h), interpolation=cv2.INTER_LINEAR)
+            mask_u8 = np.rint(np.clip(mask, 0.0, 1.0) * 255.0).astype(np.uint8)
+            image, guidance = prepare_mgmatting(small, mask_u8)
+            return image.numpy(), guidance.numpy()
+
+        with timer.stage("prepare_mgmatting"):
+            image, guidance = await anyio.to_thread.run_sync(prepare, limiter=self.limiter)
+        with timer.stage("mgmatting"):
+            refined = await self.backend.infer("mgmatting", {"image": image, "guidance": guidance})
+        with timer.stage("upsample"):
+            return await anyio.to_thread.run_sync(
+                lambda: upsample_alpha(unpad(refined["alpha"][0, 0], (h, w)), photo), limiter=self.limiter
+            )
 
     def _previous(self, request: RoundInput, box: Letterbox) -> tuple[np.ndarray, np.ndarray]:
         """The previous round's mask probability at S/4: this pipeline's own state, else the

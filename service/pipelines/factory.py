@@ -35,9 +35,26 @@ async def build_registry(settings: Settings, limiter: anyio.CapacityLimiter) -> 
     instances = None
     if backend.networks:
         text = shared_encoder()
-        dfimat = DFIMatPipeline(backend, text, limiter)
-        pipelines += [dfimat, SEMatPipeline(backend, limiter), SMatPipeline(backend, limiter)]
-        instances = InstanceMatting(backend, limiter)
+        dfimat = DFIMatPipeline(
+            backend,
+            text,
+            limiter,
+            refiner=settings.dfimat_refiner,
+            official_max_side=settings.official_max_side,
+        )
+        smat = SMatPipeline(
+            backend,
+            limiter,
+            official=settings.smat_networks == "official",
+            official_max_side=settings.official_max_side,
+        )
+        pipelines += [dfimat, SEMatPipeline(backend, limiter), smat]
+        instances = InstanceMatting(
+            backend,
+            limiter,
+            official=settings.instance_matting == "instmatt_official",
+            official_max_side=settings.official_max_side,
+        )
         if dfimat.trained and not text.loaded:
             # MiniLM takes ~10 s to load: do it now, off the event loop, not in the first text round.
             threading.Thread(target=text.load, name="minilm-load", daemon=True).start()

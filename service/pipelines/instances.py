@@ -7,6 +7,13 @@
    dropped; at most InstMatt's K slots remain.
 3. InstMatt on the photo + the kept masks (tri-mask guidance and multi-instance refinement
    happen in the network), one alpha per instance, mapped back to the photo's size.
+
+With ``MATTESERVE_INSTANCE_MATTING=instmatt_official`` step 3 is InstMatt's released network
+(imported with ``matteserve import-checkpoint``) run as its ``infer.py`` runs it: the photo at
+its own resolution (long side capped at ``MATTESERVE_OFFICIAL_MAX_SIDE``, 1280 as ``infer.py``),
+the generator once per instance, PRM in the graph, then the windowed multi-instance refiner
+(window choice in Python, ``models.official.instmatt.refine_instances``; each window one call
+of the exported ``instmatt_refiner``).
 """
 
 from __future__ import annotations
@@ -16,8 +23,11 @@ from dataclasses import dataclass
 import anyio
 import cv2
 import numpy as np
+import torch
 
 from models.io_spec import model_io
+from models.official.contract import capped_size
+from models.official.instmatt import instmatt_alphas, prepare_instmatt, refine_instances
 from models.prompting import Letterbox
 from models.text import TEXT_DIM
 from schemas.system import InstanceMattingInfo
@@ -27,6 +37,8 @@ from service.pipelines.base import FeatureCache, Timer
 from service.pipelines.networks import NetworkRunner
 
 ENCODER, DECODER, MATTING = "iscn_encoder", "iscn_decoder", "instmatt"
+OFFICIAL_GENERATOR, OFFICIAL_REFINER = "instmatt_official", "instmatt_refiner"
+OFFICIAL_SLOTS = 8  # instances matted by the official network (its refiner's 320-px window regime)
 MIN_AREA_FRACTION = 0.001
 
 
@@ -79,17 +91,30 @@ class InstanceMatting(NetworkRunner):
         limiter: anyio.CapacityLimiter,
         min_score: float = 0.5,
         max_overlap: float = 0.5,
+        official: bool = False,
+        official_max_side: int = 1280,
     ) -> None:
         super().__init__(backend)
         self.limiter = limiter
         self.min_score = min_score
         self.max_overlap = max_overlap
+        self.official = official
+        self.official_max_side = official_max_side
+        if official:
+            self.networks = (ENCODER, DECODER, OFFICIAL_GENERATOR, OFFICIAL_REFINER)
+            self.description = (
+                "Human instance matting: ISCN's object queries find the people, InstMatt's released "
+                "network (imported official weights) mattes them together."
+            )
 
     async def matte(self, image: np.ndarray) -> tuple[list[Instance], dict[str, float]]:
         """Find and matte every human in ``image`` (H, W, 3 uint8)."""
         timer = Timer()
         box = Letterbox(*image.shape[:2], self.size)
-        slots = model_io(MATTING, self.size, self.backend.network(MATTING).preset).input("valid").dims[0]
+        if self.official:
+            slots = OFFICIAL_SLOTS
+        else:
+            slots = model_io(MATTING, self.size, self.backend.network(MATTING).preset).input("valid").dims[0]
         with timer.stage("prepare"):
             framed = box.image(image)
         with timer.stage("iscn_encoder"):
@@ -120,6 +145,17 @@ class InstanceMatting(NetworkRunner):
         )
         if not kept:
             return [], timer.ms
+        if self.official:
+            alphas = await self._official(image, box, [logits[i] for i in kept], timer)
+            with timer.stage("upsample"):
+                instances = await anyio.to_thread.run_sync(
+                    lambda: [
+                        self._instance_from_alpha(alphas[n], float(scores[index]), image)
+                        for n, index in enumerate(kept)
+                    ],
+                    limiter=self.limiter,
+                )
+            return [i for i in instances if i is not None], timer.ms
         masks = np.zeros((slots, self.size, self.size), np.float32)
         valid = np.zeros(slots, np.float32)
         for slot, index in enumerate(kept):
@@ -138,9 +174,65 @@ class InstanceMatting(NetworkRunner):
             )
         return [i for i in instances if i is not None], timer.ms
 
+    async def _official(
+        self, image: np.ndarray, box: Letterbox, logits: list[np.ndarray], timer: Timer
+    ) -> np.ndarray:
+        """InstMatt's released network on the photo (long side capped) and the instance masks
+        (ISCN logits at S/4, binarised at 0.5) -> alphas ``[K, h, w]`` float32 in [0, 1] at the
+        capped size."""
+        height, width = image.shape[:2]
+        h, w = capped_size(height, width, self.official_max_side)
+
+        def prepare():
+            small = image if (h, w) == (height, width) else cv2.resize(image, (w, h))
+            masks = np.stack(
+                [
+                    cv2.resize(_sigmoid(box.crop(m)), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
+                    for m in logits
+                ]
+            )
+            return prepare_instmatt(small, masks.astype(np.float32), max_side=self.official_max_side)
+
+        with timer.stage("prepare_instmatt"):
+            inputs = await anyio.to_thread.run_sync(prepare, limiter=self.limiter)
+        batch = self.backend.network(OFFICIAL_GENERATOR).io.batching.max_batch_size
+        parts: list[dict[str, np.ndarray]] = []
+        with timer.stage("instmatt_official"):
+            for start in range(0, len(logits), batch):
+                parts.append(
+                    await self.backend.infer(
+                        OFFICIAL_GENERATOR,
+                        {
+                            "image": inputs.image[start : start + batch].numpy(),
+                            "guidance": inputs.guidance[start : start + batch].numpy(),
+                        },
+                    )
+                )
+        out = {k: torch.from_numpy(np.concatenate([p[k] for p in parts])) for k in parts[0]}
+
+        def kernel(pred: torch.Tensor, feature: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+            result = anyio.from_thread.run(
+                self.backend.infer,
+                OFFICIAL_REFINER,
+                {"pred": pred.numpy()[None], "feature": feature.numpy()[None], "image": window.numpy()[None]},
+            )
+            return torch.from_numpy(result["logits"][0])
+
+        def refine() -> np.ndarray:
+            refined = refine_instances(kernel, inputs.image, out["trimatte"], out["feature"])
+            trimattes = torch.where(out["region"] > 0.5, refined, out["trimatte"])
+            return instmatt_alphas(trimattes, inputs, quantise=False)
+
+        with timer.stage("instmatt_refiner"):
+            return await anyio.to_thread.run_sync(refine, limiter=self.limiter)
+
     @staticmethod
     def _instance(alpha_lb: np.ndarray, score: float, box: Letterbox, image: np.ndarray) -> Instance | None:
-        alpha = upsample_alpha(box.crop(alpha_lb), image)
+        return InstanceMatting._instance_from_alpha(box.crop(alpha_lb), score, image)
+
+    @staticmethod
+    def _instance_from_alpha(alpha_small: np.ndarray, score: float, image: np.ndarray) -> Instance | None:
+        alpha = upsample_alpha(alpha_small, image)
         ys, xs = np.nonzero(alpha > 0.02)
         if len(ys) == 0:
             return None

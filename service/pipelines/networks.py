@@ -70,8 +70,18 @@ class NetworkRunner:
         for name in self.networks:
             network = self.backend.network(name)
             ready = network is not None and await self.backend.ready(name)
+            if network is None:
+                statuses.append(NetworkStatus(name=name, ready=False, weights="missing"))
+                continue
             statuses.append(
-                NetworkStatus(name=name, ready=ready, weights=network.weights if network else "missing")
+                NetworkStatus(
+                    name=name,
+                    ready=ready,
+                    weights=network.weights,
+                    origin=network.origin,
+                    source=network.source,
+                    licence=network.licence,
+                )
             )
         return statuses
 

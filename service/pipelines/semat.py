@@ -3,6 +3,11 @@
 The box enters SEMat's patch embedding (prompt enhancement), so nothing about the image can
 be computed before the box is known: each round runs the whole network. SEMat has no
 multi-round support: the union of the boxes given so far is the prompt.
+
+When the repository's ``semat`` holds the authors' weights (``matteserve import-checkpoint semat``
+then ``export --weights``; its config says ``origin: official``), the pipeline uses the official
+input contract (``models.semat.contract``: bilinear resize to the 1024 frame, box corners rounded
+and clipped as ``demo.py`` does) on the whole photo instead of the boxes' region.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 import anyio
 
 from models.prompting import Letterbox, semat_box
+from models.semat.contract import semat_frame
+from schemas.prompts import BoxPrompt
 from service.backends import InferenceBackend
 from service.engines.upsampling import upsample_alpha
 from service.errors import UnsupportedPrompt
@@ -31,8 +38,39 @@ class SEMatPipeline(NetworkPipeline):
     def __init__(self, backend: InferenceBackend, limiter: anyio.CapacityLimiter) -> None:
         super().__init__(backend)
         self.limiter = limiter
+        network = backend.network("semat")
+        self.official = network is not None and network.origin == "official"
+        if self.official:
+            self.focus_on_boxes = False
+            self.description = "SEMat with the authors' released weights (imported): box-prompted matting."
+
+    async def _official_round(self, request: RoundInput) -> RoundOutput:
+        timer = Timer()
+        boxes = [p for p in request.prompts if isinstance(p, BoxPrompt)]
+        if not boxes:
+            raise UnsupportedPrompt("Model 'semat' needs a box.", code="prompt_required")
+        with timer.stage("prepare"):
+            frame = await anyio.to_thread.run_sync(
+                semat_frame, request.image, self.size, limiter=self.limiter
+            )
+            union = (
+                min(b.x0 for b in boxes),
+                min(b.y0 for b in boxes),
+                max(b.x1 for b in boxes),
+                max(b.y1 for b in boxes),
+            )
+            prompt = frame.box(*union)
+        with timer.stage("semat"):
+            outputs = await self.run("semat", image=frame.image, box=prompt)
+        with timer.stage("upsample"):
+            alpha = await anyio.to_thread.run_sync(
+                lambda: upsample_alpha(frame.crop(outputs["alpha"][0]), request.image), limiter=self.limiter
+            )
+        return RoundOutput(alpha=alpha, score=stability_score(alpha), timings_ms=timer.ms)
 
     async def compute_round(self, request: RoundInput) -> RoundOutput:
+        if self.official:
+            return await self._official_round(request)
         timer = Timer()
         box = Letterbox(*request.image.shape[:2], self.size)
         prompt = semat_box(request.prompts, box)
