@@ -224,7 +224,9 @@ class InstanceMatting(NetworkRunner):
             return instmatt_alphas(trimattes, inputs, quantise=False)
 
         with timer.stage("instmatt_refiner"):
-            return await anyio.to_thread.run_sync(refine, limiter=self.limiter)
+            # Not under the inference limiter: this thread only chooses windows and waits for the
+            # backend, whose calls take a limiter slot each (holding one here could deadlock).
+            return await anyio.to_thread.run_sync(refine)
 
     @staticmethod
     def _instance(alpha_lb: np.ndarray, score: float, box: Letterbox, image: np.ndarray) -> Instance | None:

@@ -9,6 +9,7 @@ smat with the authors' SMat at native resolution; the exported ``semat`` is the 
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import shutil
 from collections.abc import Iterator
@@ -172,6 +173,19 @@ def test_instances_run_the_official_instmatt_generator_and_refiner(local_api: Se
     body = response.json()
     assert body["instances"] and (body["width"], body["height"]) == (image.shape[1], image.shape[0])
     assert {"instmatt_official", "instmatt_refiner"} <= body["timings_ms"].keys()
+
+
+def test_concurrent_instance_requests_do_not_starve_the_refiner(local_api: ServerProcess) -> None:
+    """More requests than inference threads (2): the refiner's window loop must not hold an
+    inference slot while it waits for the window calls (that deadlocked)."""
+    encoded = cv2.imencode(".png", photo()[:, :, ::-1])[1].tobytes()
+
+    def post(_: int) -> int:
+        files = {"image": ("p.png", encoded, "image/png")}
+        return httpx.post(f"{local_api.url}/v1/instances", files=files, headers=ALICE, timeout=90).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(post, range(4))) == [200] * 4
 
 
 def test_triton_serves_the_official_networks_with_the_local_backend_results(
