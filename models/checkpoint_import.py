@@ -69,6 +69,8 @@ class OfficialFamily:
     rename: Callable[[str], str | None] | None = None  # official key -> ours (None: drop the key)
     merge_lora: bool = False  # the network has LoRA modules: merged after loading, saved merged
     unsupported: dict[str, str] = field(default_factory=dict)  # variant -> why it cannot be imported
+    # variant -> preset suffix, for variants with another architecture (SEMat's HQ-SAM: "_hq")
+    variant_presets: dict[str, str] = field(default_factory=dict)
 
 
 FAMILIES: dict[str, OfficialFamily] = {
@@ -88,16 +90,14 @@ FAMILIES: dict[str, OfficialFamily] = {
         repository="https://github.com/XiaRho/SEMat",
         commit="015c6279a01d3f73152721278e36cfea33d2cf89",
         licence="CC BY-NC 4.0 (the authors' repository)",
-        files={"sam": "SEMat_SAM.pth"},
+        files={"sam": "SEMat_SAM.pth", "hq-sam": "SEMat_HQ-SAM.pth"},
         build=lambda preset: build_model("semat", preset),
-        presets=("paper", "parity"),
+        presets=("paper", "parity", "paper_hq", "parity_hq"),
         layout="semat",
         rename=semat_official_key,
         merge_lora=True,
-        unsupported={
-            "hq-sam": "SEMat_HQ-SAM.pth needs the HQ-SAM token and feature-fusion modules (not built yet)",
-            "sam2": "SEMat_SAM2.pth needs the Hiera-L (SAM 2) image encoder, not built here yet",
-        },
+        unsupported={"sam2": "SEMat_SAM2.pth needs the Hiera-L (SAM 2) image encoder, not built here yet"},
+        variant_presets={"hq-sam": "_hq"},
     ),
     "smat": OfficialFamily(
         name="smat",
@@ -243,8 +243,9 @@ def import_checkpoint(
     """Imports the authors' checkpoint ``path`` of ``family``; see the module docstring.
 
     ``variant`` names the output (``<family>-<variant>.pt``; default: the family's first
-    released variant); ``preset`` is the network configuration the file was trained at
-    (``paper`` for the released files, ``parity`` for the reduced test fixtures).
+    released variant) and, for SEMat, the architecture (``sam`` or ``hq-sam``); ``preset`` is
+    the network configuration the file was trained at (``paper`` for the released files,
+    ``parity`` for the reduced test fixtures).
     """
     from models.export import SHIPPED_WEIGHTS
 
@@ -255,6 +256,7 @@ def import_checkpoint(
     if not variant.replace("-", "").replace("_", "").isalnum():
         raise CheckpointError(f"variant {variant!r}: use letters, digits, '-' and '_' only")
     path = Path(path)
+    preset += spec.variant_presets.get(variant, "")
     model = build_official(family, preset)
     state = official_to_ours(family, read_container(path), model, path.name)
     model.load_state_dict(state, strict=True)

@@ -7,7 +7,7 @@ and the UNet matting decoder, with the official parameter names and shapes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class SEMatConfig:
     iou_head_depth: int = 3
     iou_head_hidden_dim: int = 64
     matting_tokens: int = 3
+    hq: bool = False  # HQ-SAM's token and modules (SEMat's HQ-SAM variant)
     # UNet matting decoder.
     big_kernel: int = 5
     big_channels: tuple[int, int] = (8, 8)
@@ -101,3 +102,7 @@ PRESETS: dict[str, SEMatConfig] = {
         block_num=2,
     ),
 }
+
+# SEMat's HQ-SAM variant: the same network plus HQ-SAM's token and modules.
+PRESETS["paper_hq"] = replace(PRESETS["paper"], hq=True)
+PRESETS["parity_hq"] = replace(PRESETS["parity"], hq=True)

@@ -6,6 +6,12 @@ Token order: IoU token, 4 SAM mask tokens, 3 matting tokens, then the sparse pro
 block)``, then ``matting_embedding_maskfeature(SAM upscaled embedding)`` is added; the three
 matting tokens go through one shared MLP (``matting_hf_mlp``) and are dotted with those
 features, giving 3 trimap-like logit maps at 4× the embedding resolution.
+
+With ``hq`` (SEMat's HQ-SAM variant) HQ-SAM's own token and modules are there too: the token
+order becomes IoU, 4 mask tokens, the HQ token, 3 matting tokens; HQ features =
+``embedding_encoder(image embedding) + compress_vit_feat(first global ViT block)``, plus
+``embedding_maskfeature(upscaled)``; the HQ token (``hf_mlp``) dotted with them gives one map
+that is added to each of the 3 matting logit maps (``hq_token_only``, as released).
 """
 
 from __future__ import annotations
@@ -85,6 +91,16 @@ def _upscale(in_ch: int, mid: int, out: int) -> nn.Sequential:
     )
 
 
+def _mask_feature(dim: int) -> nn.Sequential:
+    """Conv3×3 -> LN2d -> GELU -> Conv3×3 on the upscaled embedding (HQ-SAM's ``embedding_maskfeature``)."""
+    return nn.Sequential(
+        nn.Conv2d(dim // 8, dim // 4, 3, 1, 1),
+        LayerNorm2d(dim // 4),
+        nn.GELU(),
+        nn.Conv2d(dim // 4, dim // 8, 3, 1, 1),
+    )
+
+
 class MattingMaskDecoder(nn.Module):
     """SAM mask decoder + matting adapter.
 
@@ -104,8 +120,10 @@ class MattingMaskDecoder(nn.Module):
         iou_head_depth: int = 3,
         iou_head_hidden_dim: int = 256,
         matting_tokens: int = 3,
+        hq: bool = False,
     ) -> None:
         super().__init__()
+        self.hq = hq
         self.transformer = TwoWayTransformer(depth, dim, num_heads, mlp_dim)
         self.num_mask_tokens = num_multimask_outputs + 1
         self.num_matting_tokens = matting_tokens
@@ -122,16 +140,17 @@ class MattingMaskDecoder(nn.Module):
             MLP(dim, dim, dim // 8, 3) for _ in range(self.num_mask_tokens)
         )
         self.iou_prediction_head = MLP(dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth)
+        if hq:
+            self.hf_token = nn.Embedding(1, dim)
+            self.hf_mlp = MLP(dim, dim, dim // 8, 3)
+            self.compress_vit_feat = _upscale(vit_dim, dim, dim // 8)
+            self.embedding_encoder = _upscale(dim, dim // 4, dim // 8)
+            self.embedding_maskfeature = _mask_feature(dim)
         self.matting_hf_token = nn.Embedding(matting_tokens, dim)
         self.matting_hf_mlp = MLP(dim, dim, dim // 8, 3)
         self.matting_compress_vit_feat = _upscale(vit_dim, dim, dim // 8)
         self.matting_embedding_encoder = _upscale(dim, dim // 4, dim // 8)
-        self.matting_embedding_maskfeature = nn.Sequential(
-            nn.Conv2d(dim // 8, dim // 4, 3, 1, 1),
-            LayerNorm2d(dim // 4),
-            nn.GELU(),
-            nn.Conv2d(dim // 4, dim // 8, 3, 1, 1),
-        )
+        self.matting_embedding_maskfeature = _mask_feature(dim)
 
     def forward(
         self,
@@ -142,19 +161,21 @@ class MattingMaskDecoder(nn.Module):
         vit_feature: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         b, c, h, w = image_embeddings.shape
+        hq_tokens = [self.hf_token.weight] if self.hq else []
         output_tokens = torch.cat(
-            [self.iou_token.weight, self.mask_tokens.weight, self.matting_hf_token.weight], dim=0
+            [self.iou_token.weight, self.mask_tokens.weight, *hq_tokens, self.matting_hf_token.weight], dim=0
         )
         tokens = torch.cat([output_tokens.unsqueeze(0).expand(b, -1, -1), sparse], dim=1)
         hs, src = self.transformer(image_embeddings + dense, image_pe, tokens)
-        n_mask = self.num_mask_tokens
+        n_mask, first_matting = self.num_mask_tokens, 1 + self.num_mask_tokens + len(hq_tokens)
         iou_out = hs[:, 0]
         mask_out = hs[:, 1 : 1 + n_mask]
-        matting_out = hs[:, 1 + n_mask : 1 + n_mask + self.num_matting_tokens]
+        matting_out = hs[:, first_matting : first_matting + self.num_matting_tokens]
 
         upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+        vit = vit_feature.permute(0, 3, 1, 2)
         matting_features = self.matting_embedding_encoder(image_embeddings) + self.matting_compress_vit_feat(
-            vit_feature.permute(0, 3, 1, 2)
+            vit
         )
         matting_mask_features = self.matting_embedding_maskfeature(upscaled) + matting_features
 
@@ -167,6 +188,12 @@ class MattingMaskDecoder(nn.Module):
         masks_matting = (matting_hyper @ matting_mask_features.reshape(bu, cu, hu * wu)).reshape(
             bu, -1, hu, wu
         )
+        if self.hq:
+            hq_features = self.embedding_encoder(image_embeddings) + self.compress_vit_feat(vit)
+            hq_mask_features = self.embedding_maskfeature(upscaled) + hq_features
+            hq_hyper = self.hf_mlp(hs[:, 1 + n_mask]).unsqueeze(1)
+            masks_hq = (hq_hyper @ hq_mask_features.reshape(bu, cu, hu * wu)).reshape(bu, 1, hu, wu)
+            masks_matting = masks_matting + masks_hq
         return {
             "masks_sam": masks_sam,
             "iou_pred": self.iou_prediction_head(iou_out),

@@ -60,6 +60,7 @@ class SamContainer(nn.Module):
             cfg.iou_head_depth,
             cfg.iou_head_hidden_dim,
             cfg.matting_tokens,
+            cfg.hq,
         )
 
 
