@@ -390,3 +390,12 @@ def test_containers_the_importer_reads_and_files_it_refuses(tmp_path: Path) -> N
             read_container(tmp_path / name)
     with pytest.raises(CheckpointError, match="unknown family"):
         import_checkpoint("dfimat", tmp_path / "c.pth")
+
+
+def test_export_refuses_weights_that_were_not_imported(tmp_path: Path) -> None:
+    """``export --weights`` needs an imported file and its provenance beside it."""
+    torch.save({"a.weight": torch.ones(1)}, tmp_path / "mgmatting-x.pt")
+    args = ["export", "--repo", str(tmp_path / "repo"), "--weights", str(tmp_path / "mgmatting-x.pt")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "cannot export" in result.output
+    assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").iterdir())
