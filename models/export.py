@@ -180,6 +180,7 @@ def read_repo(repo_dir: Path) -> dict[str, dict[str, str]]:
     return out
 
 
+@torch.no_grad()
 def export_all(
     repo_dir: Path,
     size: int = 512,
@@ -255,6 +256,7 @@ def trace_official(name: str, model: nn.Module, preset: str) -> torch.jit.Script
         return torch.jit.trace(wrapper, example, check_inputs=checks, check_tolerance=1e-4)
 
 
+@torch.no_grad()
 def export_official(
     repo_dir: Path, weights: Path, instance_count: int = 1, instance_kind: str = "KIND_GPU"
 ) -> dict[str, Path]:
@@ -313,7 +315,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--models", nargs="*", default=None, choices=list(EXPORTED_MODELS))
     args = parser.parse_args(argv)
-    torch.set_grad_enabled(False)
     written = export_all(
         args.repo,
         args.size,

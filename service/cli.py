@@ -174,8 +174,6 @@ def export(
     ] = [],  # noqa: B006
 ) -> None:
     """Export the networks to TorchScript and write model.pt + config.pbtxt per model into the repository."""
-    import torch
-
     from models.checkpoint_import import CheckpointError
     from models.export import SHIPPED_WEIGHTS, export_all, export_official
 
@@ -184,7 +182,6 @@ def export(
     elif weights_dir is None:
         weights_dir = SHIPPED_WEIGHTS
 
-    torch.set_grad_enabled(False)
     if weights:
         written = {}
         for path in weights:
@@ -209,7 +206,7 @@ def export(
 
 @app.command("import-checkpoint")
 def import_checkpoint(
-    family: Annotated[str, typer.Argument(help="mgmatting, instmatt or smat.")],
+    family: Annotated[str, typer.Argument(help="mgmatting, instmatt, smat or semat.")],
     path: Annotated[Path, typer.Argument(help="The authors' checkpoint file, as they ship it.")],
     variant: Annotated[
         str | None,

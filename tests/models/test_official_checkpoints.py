@@ -97,10 +97,8 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def exported(imported: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("repo")
-    torch.set_grad_enabled(False)
     for weights in imported.values():
         export_official(repo, weights)
-    torch.set_grad_enabled(True)
     return repo
 
 
@@ -245,9 +243,7 @@ def semat_hq(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The HQ-SAM variant's fixture imported (variant ``hq-sam``) and exported."""
     out = tmp_path_factory.mktemp("semat_hq")
     weights = import_checkpoint("semat", FIXTURES / "semat/SEMat_HQ-SAM.pth", "hq-sam", "parity", out).weights
-    torch.set_grad_enabled(False)
     export_official(out / "repo", weights)
-    torch.set_grad_enabled(True)
     return weights, out / "repo"
 
 
@@ -399,3 +395,13 @@ def test_export_refuses_weights_that_were_not_imported(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and "cannot export" in result.output
     assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").iterdir())
+
+
+def test_export_in_process_leaves_autograd_on(imported: dict[str, Path], tmp_path: Path) -> None:
+    """The export command runs under no_grad, not by switching autograd off for the process
+    (it did, and every later training step in the same process failed)."""
+    args = ["export", "--repo", str(tmp_path / "repo"), "--weights", str(imported["mgmatting"])]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert torch.is_grad_enabled()
+    assert (tmp_path / "repo" / "mgmatting" / "1" / "model.pt").is_file()
