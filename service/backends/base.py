@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,10 +73,13 @@ class InferenceBackend(abc.ABC):
         return self.networks.get(name)
 
     @abc.abstractmethod
-    async def infer(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    async def infer(
+        self, model: str, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
         """Run ``model`` on ``inputs`` (base name -> array [B, *dims] of the io-spec dtype);
-        return base name -> array [B, *dims]. Raises ``BackendUnavailable`` when the backend
-        cannot be reached and ``ModelNotReady`` when the model cannot run."""
+        return base name -> array [B, *dims] for the ``outputs`` asked for (base names; None:
+        all), so a backend transfers only what the caller uses. Raises ``BackendUnavailable``
+        when the backend cannot be reached and ``ModelNotReady`` when the model cannot run."""
 
     @abc.abstractmethod
     async def ready(self, model: str) -> bool:

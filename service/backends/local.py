@@ -8,6 +8,7 @@ capacity limiter, so CPU-bound work never blocks the event loop and at most
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
@@ -49,7 +50,9 @@ class LocalBackend(InferenceBackend):
     async def ready(self, model: str) -> bool:
         return model in self.modules
 
-    async def infer(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    async def infer(
+        self, model: str, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
         module = self.modules.get(model)
         if module is None:
             reason = self.errors.get(model, f"model {model!r} is not in {self.repository}")
@@ -66,10 +69,14 @@ class LocalBackend(InferenceBackend):
 
         def run() -> dict[str, np.ndarray]:
             with torch.inference_mode():
-                outputs = module(*args)
-            if isinstance(outputs, torch.Tensor):
-                outputs = (outputs,)
-            return {t.base_name: out.numpy() for t, out in zip(io.outputs, outputs, strict=True)}
+                results = module(*args)
+            if isinstance(results, torch.Tensor):
+                results = (results,)
+            return {
+                t.base_name: out.numpy()
+                for t, out in zip(io.outputs, results, strict=True)
+                if outputs is None or t.base_name in outputs
+            }
 
         return await anyio.to_thread.run_sync(run, limiter=self.limiter)
 

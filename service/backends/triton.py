@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -199,7 +200,9 @@ class TritonBackend(InferenceBackend):
     def _forget_config(self, model: str) -> None:
         self._checks.pop(model, None)
 
-    async def infer(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    async def infer(
+        self, model: str, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
         info = self.networks.get(model)
         if info is None:
             raise ModelNotReady(f"Model {model!r} is not in the model repository.")
@@ -213,10 +216,13 @@ class TritonBackend(InferenceBackend):
             tensor = grpcclient.InferInput(spec.name, list(array.shape), np_to_triton_dtype(array.dtype))
             tensor.set_data_from_numpy(array)
             request.append(tensor)
-        outputs = [grpcclient.InferRequestedOutput(spec.name) for spec in io.outputs]
+        wanted = [spec for spec in io.outputs if outputs is None or spec.base_name in outputs]
         try:
             result = await self._client().infer(
-                model, request, outputs=outputs, client_timeout=self.timeout_s
+                model,
+                request,
+                outputs=[grpcclient.InferRequestedOutput(spec.name) for spec in wanted],
+                client_timeout=self.timeout_s,
             )
         except InferenceServerException as exc:
             if str(exc.status()) == "StatusCode.INVALID_ARGUMENT":
@@ -229,7 +235,7 @@ class TritonBackend(InferenceBackend):
                 if problem is not None:
                     raise _mismatch_error(model, problem) from exc
             raise self._error(model, exc) from exc
-        return {spec.base_name: result.as_numpy(spec.name) for spec in io.outputs}
+        return {spec.base_name: result.as_numpy(spec.name) for spec in wanted}
 
     async def ready(self, model: str) -> bool:
         return await self.unready_error(model) is None

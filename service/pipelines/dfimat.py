@@ -112,6 +112,7 @@ class DFIMatPipeline(NetworkPipeline):
         with timer.stage("iscn_decoder"):
             decoded = await self.run(
                 DECODER,
+                outputs=("mask_logits",),  # not the object queries' 16 instance masks
                 features=encoded["features"],
                 mask_features=encoded["mask_features"],
                 prompt_maps=maps,

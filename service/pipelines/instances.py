@@ -124,6 +124,7 @@ class InstanceMatting(NetworkRunner):
         with timer.stage("iscn_decoder"):
             decoded = await self.run(
                 DECODER,
+                outputs=("instance_logits", "instance_scores"),
                 features=encoded["features"],
                 mask_features=encoded["mask_features"],
                 prompt_maps=np.zeros(decoder_io.input("prompt_maps").dims, np.float32),

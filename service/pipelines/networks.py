@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -85,10 +86,13 @@ class NetworkRunner:
             )
         return statuses
 
-    async def run(self, network: str, **inputs: np.ndarray) -> dict[str, np.ndarray]:
-        """One batch-of-one call of ``network``; inputs without the batch dimension."""
-        outputs = await self.backend.infer(network, {k: v[None] for k, v in inputs.items()})
-        return {k: v[0] for k, v in outputs.items()}
+    async def run(
+        self, network: str, outputs: Sequence[str] | None = None, **inputs: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """One batch-of-one call of ``network``; inputs without the batch dimension; only the
+        ``outputs`` named (None: all) come back."""
+        results = await self.backend.infer(network, {k: v[None] for k, v in inputs.items()}, outputs)
+        return {k: v[0] for k, v in results.items()}
 
     async def cached(self, features: FeatureCache, network: str, image: np.ndarray) -> dict[str, np.ndarray]:
         """``network``'s outputs on the letterboxed ``image``, from the session cache or computed

@@ -61,7 +61,7 @@ class SEMatPipeline(NetworkPipeline):
             )
             prompt = frame.box(*union)
         with timer.stage("semat"):
-            outputs = await self.run("semat", image=frame.image, box=prompt)
+            outputs = await self.run("semat", outputs=("alpha",), image=frame.image, box=prompt)
         with timer.stage("upsample"):
             alpha = await anyio.to_thread.run_sync(
                 lambda: upsample_alpha(frame.crop(outputs["alpha"][0]), request.image), limiter=self.limiter
@@ -79,7 +79,7 @@ class SEMatPipeline(NetworkPipeline):
         with timer.stage("prepare"):
             image = box.image(request.image)
         with timer.stage("semat"):
-            outputs = await self.run("semat", image=image, box=prompt)
+            outputs = await self.run("semat", outputs=("alpha",), image=image, box=prompt)
         with timer.stage("upsample"):
             alpha = await anyio.to_thread.run_sync(
                 lambda: upsample_alpha(box.crop(outputs["alpha"][0]), request.image), limiter=self.limiter

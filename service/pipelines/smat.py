@@ -111,6 +111,7 @@ class SMatPipeline(NetworkPipeline):
         with timer.stage("smat_decoder"):
             outputs = await self.run(
                 decoder,
+                outputs=("alpha",),
                 image=image,
                 patch_tokens=encoded["patch_tokens"],
                 class_token=encoded["class_token"],

@@ -8,6 +8,7 @@ the evaluation's business (``matteserve eval``).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import anyio
 import httpx
@@ -38,9 +39,11 @@ class CountingBackend(LocalBackend):
         super().__init__(REPOSITORY, read_networks(REPOSITORY), anyio.CapacityLimiter(2), threads=2)
         self.calls: dict[str, int] = {}
 
-    async def infer(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    async def infer(
+        self, model: str, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
         self.calls[model] = self.calls.get(model, 0) + 1
-        return await super().infer(model, inputs)
+        return await super().infer(model, inputs, outputs)
 
 
 @pytest.mark.anyio

@@ -10,10 +10,15 @@ import concurrent.futures
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import numpy as np
 import pytest
 
+from models.io_spec import example_inputs
+from service.backends.base import read_networks
+from service.backends.local import LocalBackend
+from service.backends.triton import TritonBackend
 from service.config import REPO_ROOT
 from service.process import ServerProcess
 from service.triton_local import TritonLocalServer
@@ -62,6 +67,33 @@ def test_a_round_gives_the_same_alpha_as_the_local_backend(
         alphas.append(rounds)
     for on_triton, local in zip(*alphas, strict=True):
         assert np.abs(on_triton - local).max() <= 2 / 255 + 1e-6
+
+
+@pytest.mark.anyio
+async def test_backends_return_only_the_outputs_asked_for(triton_models: TritonLocalServer) -> None:
+    """A pipeline names the outputs it uses; Triton then sends only those (the decoder's 16
+    instance masks stay on the server in a dfimat round)."""
+    networks = read_networks(REPOSITORY)
+    inputs = {
+        spec.base_name: tensor.numpy()
+        for spec, tensor in zip(
+            networks["iscn_decoder"].io.inputs, example_inputs("iscn_decoder", 256, batch=1), strict=True
+        )
+    }
+    triton = TritonBackend(triton_models.grpc_url.removeprefix("grpc://"), networks, timeout_s=60)
+    local = LocalBackend(REPOSITORY, networks, anyio.CapacityLimiter(1), threads=1)
+    await triton.start()
+    await local.start()
+    try:
+        for backend in (triton, local):
+            everything = await backend.infer("iscn_decoder", inputs)
+            assert set(everything) == {"mask_logits", "class_score", "instance_logits", "instance_scores"}
+            only = await backend.infer("iscn_decoder", inputs, outputs=("mask_logits",))
+            assert set(only) == {"mask_logits"}
+            np.testing.assert_allclose(only["mask_logits"], everything["mask_logits"], atol=1e-5)
+    finally:
+        await triton.close()
+        await local.close()
 
 
 def test_concurrent_requests_are_batched_by_triton(
