@@ -14,6 +14,10 @@ class NetworkStatus(BaseModel):
     name: str
     ready: bool
     weights: str = Field(description='"trained", "untrained" or "missing".')
+    preset: str | None = Field(
+        None,
+        description='Network size: "tiny" (the shipped weights), "paper" (the papers\' scale) or "parity".',
+    )
     origin: str | None = Field(
         None,
         description='"ours" (trained by this project; provenance in models/weights/) or "official" '

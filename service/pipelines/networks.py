@@ -79,6 +79,7 @@ class NetworkRunner:
                     name=name,
                     ready=ready,
                     weights=network.weights,
+                    preset=network.preset,
                     origin=network.origin,
                     source=network.source,
                     licence=network.licence,

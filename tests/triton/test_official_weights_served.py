@@ -91,7 +91,8 @@ def test_models_name_the_official_files_their_hash_and_licence(local_api: Server
     networks = {n["name"]: n for n in dfimat["networks"]}
     assert set(networks) == {"iscn_encoder", "iscn_decoder", "mgmatting"} and dfimat["ready"]
     sha = hashlib.sha256(CHECKPOINTS["mgmatting"].read_bytes()).hexdigest()
-    assert networks["mgmatting"]["origin"] == "official"
+    assert networks["mgmatting"]["origin"] == "official" and networks["mgmatting"]["preset"] == "parity"
+    assert networks["iscn_encoder"]["preset"] == "tiny"
     assert networks["mgmatting"]["source"] == f"latest_model.pth (sha256 {sha})"
     assert "CC BY-NC 2.0" in networks["mgmatting"]["licence"]
     assert (
