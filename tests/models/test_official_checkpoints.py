@@ -242,7 +242,10 @@ def test_smat_matches_the_official_forward(imported: dict[str, Path], exported: 
 def semat_hq(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The HQ-SAM variant's fixture imported (variant ``hq-sam``) and exported."""
     out = tmp_path_factory.mktemp("semat_hq")
-    weights = import_checkpoint("semat", FIXTURES / "semat/SEMat_HQ-SAM.pth", "hq-sam", "parity", out).weights
+    args = ["import-checkpoint", "semat", str(FIXTURES / "semat/SEMat_HQ-SAM.pth"), "--variant", "hq-sam"]
+    result = CliRunner().invoke(app, [*args, "--preset", "parity", "--out-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    weights = out / "semat-hq-sam.pt"
     export_official(out / "repo", weights)
     return weights, out / "repo"
 
