@@ -57,7 +57,6 @@ class CheckpointError(ValueError):
 class OfficialFamily:
     """What the importer knows about one family's released files."""
 
-    name: str
     repository: str
     commit: str
     licence: str
@@ -75,7 +74,6 @@ class OfficialFamily:
 
 FAMILIES: dict[str, OfficialFamily] = {
     "mgmatting": OfficialFamily(
-        name="mgmatting",
         repository="https://github.com/yucornetto/MGMatting",
         commit="2bac93f01a6482d69229065ba16096fece95b34c",
         licence="research only, CC BY-NC 2.0 (the authors' LICENCE.md and README)",
@@ -86,7 +84,6 @@ FAMILIES: dict[str, OfficialFamily] = {
         spectral_norm=True,
     ),
     "semat": OfficialFamily(
-        name="semat",
         repository="https://github.com/XiaRho/SEMat",
         commit="015c6279a01d3f73152721278e36cfea33d2cf89",
         licence="CC BY-NC 4.0 (the authors' repository)",
@@ -100,7 +97,6 @@ FAMILIES: dict[str, OfficialFamily] = {
         variant_presets={"hq-sam": "_hq"},
     ),
     "smat": OfficialFamily(
-        name="smat",
         repository="https://github.com/zixuan-ye/SmartMatting",
         commit="fd2ba3231bafad9efd693ac19e679bd8a6de7a53",
         licence="research / non-commercial only (the authors' README; the repository has no licence file)",
@@ -110,7 +106,6 @@ FAMILIES: dict[str, OfficialFamily] = {
         layout="smat",
     ),
     "instmatt": OfficialFamily(
-        name="instmatt",
         repository="https://github.com/nowsyn/InstMatt",
         commit="5845dee7f727c2f335d08bd6ca7b5b5a6ac4b662",
         licence="none stated (the repository has no licence file: all rights reserved by default)",
@@ -220,21 +215,17 @@ def official_to_ours(
     return match_state(state, model, source)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class ImportResult:
-    """Where the imported weights and their provenance were written, and the network they fit."""
+    """Where the imported weights and their provenance were written."""
 
     weights: Path
     provenance: Path
-    model: nn.Module
+
+
+def sha256_of(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def import_checkpoint(
@@ -295,7 +286,7 @@ def import_checkpoint(
         "parameters": int(sum(v.numel() for k, v in state.items() if v.is_floating_point())),
     }
     provenance.write_text(json.dumps(record, indent=2) + "\n")
-    return ImportResult(weights, provenance, model)
+    return ImportResult(weights, provenance)
 
 
 def load_imported(weights: Path) -> tuple[nn.Module, dict]:

@@ -277,12 +277,12 @@ def export_official(
         "licence": record["licence"],
         "variant": record["variant"],
     }
+    provenance = weights.with_suffix(".json")
     written: dict[str, Path] = {}
-    names = (
-        ["semat"]
-        if record["layout"] == "semat"
-        else [n for n, layout in OFFICIAL_LAYOUTS.items() if layout == record["layout"]]
-    )
+    if record["layout"] == "semat":
+        names = ["semat"]
+    else:
+        names = [n for n, layout in OFFICIAL_LAYOUTS.items() if layout == record["layout"]]
     for name in names:
         if name == "semat":
             traced = trace(name, model, size, record["preset"])
@@ -293,9 +293,8 @@ def export_official(
             shutil.rmtree(model_dir)
         (model_dir / "1").mkdir(parents=True)
         traced.save(str(model_dir / "1" / "model.pt"))
-        provenance = weights.with_suffix(".json")
         shutil.copyfile(provenance, model_dir / provenance.name)
-        io = model_io(name, size or 512, record["preset"])
+        io = model_io(name, size, record["preset"])
         cfg = triton_config(io, settings, "trained", provenance.name, extra)
         (model_dir / "config.pbtxt").write_text(config_text(cfg))
         written[name] = model_dir

@@ -72,13 +72,8 @@ import torch
 from models.registry import EXPORTS, config_for, family_of
 
 EXPORTED_MODELS: tuple[str, ...] = tuple(EXPORTS)
-OFFICIAL_MODELS: tuple[str, ...] = (
-    "mgmatting",
-    "instmatt_official",
-    "instmatt_refiner",
-    "smat_official_encoder",
-    "smat_official_decoder",
-)
+# Native-resolution networks of the official layouts -> the layout they export (one imported file
+# of that layout writes all of its networks).
 OFFICIAL_LAYOUTS: dict[str, str] = {
     "mgmatting": "mgmatting",
     "instmatt_official": "instmatt_official",
@@ -86,6 +81,7 @@ OFFICIAL_LAYOUTS: dict[str, str] = {
     "smat_official_encoder": "smat",
     "smat_official_decoder": "smat",
 }
+OFFICIAL_MODELS: tuple[str, ...] = tuple(OFFICIAL_LAYOUTS)
 
 _DTYPES = {
     "FP32": (torch.float32, np.float32),
@@ -183,11 +179,9 @@ def _check_size(size: int) -> None:
 def official_model_io(name: str, preset: str = "paper") -> ModelIO:
     """The I/O of an official-layout network (``OFFICIAL_MODELS``) at ``preset``; ``size`` is 0."""
     from models.official.instmatt import PRESETS as INSTMATT
-    from models.official.mgmatting import PRESETS as MGMATTING
 
     image = _t("image", 0, (3, -1, -1), "ImageNet-normalised RGB, reflect-padded to a multiple of 32")
     if name == "mgmatting":
-        MGMATTING[preset]
         inputs: tuple[TensorSpec, ...] = (
             image,
             _t("guidance", 1, (1, -1, -1), "binary guidance mask, padded likewise"),
