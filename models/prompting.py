@@ -150,14 +150,23 @@ def smat_prompt_mask(prompts: Sequence[Prompt], box: Letterbox, grid_stride: int
     return mask[None]
 
 
-def semat_box(prompts: Sequence[Prompt], box: Letterbox) -> np.ndarray | None:
-    """The union of the boxes -> float32 [4] (x0, y0, x1, y1) in the S frame, or None without a box."""
+def box_union(prompts: Sequence[Prompt]) -> tuple[float, float, float, float] | None:
+    """(x0, y0, x1, y1) of the union of the boxes among ``prompts``, in photo pixels, or None."""
     boxes = [p for p in prompts if isinstance(p, BoxPrompt)]
     if not boxes:
         return None
-    x0 = min(b.x0 for b in boxes) * box.scale
-    y0 = min(b.y0 for b in boxes) * box.scale
-    x1 = max(b.x1 for b in boxes) * box.scale
-    y1 = max(b.y1 for b in boxes) * box.scale
-    limit = float(box.size)
-    return np.clip(np.array([x0, y0, x1, y1], np.float32), 0.0, limit)
+    return (
+        min(b.x0 for b in boxes),
+        min(b.y0 for b in boxes),
+        max(b.x1 for b in boxes),
+        max(b.y1 for b in boxes),
+    )
+
+
+def semat_box(prompts: Sequence[Prompt], box: Letterbox) -> np.ndarray | None:
+    """The union of the boxes -> float32 [4] (x0, y0, x1, y1) in the S frame, or None without a box."""
+    union = box_union(prompts)
+    if union is None:
+        return None
+    scaled = np.array(union, np.float64) * box.scale
+    return np.clip(scaled.astype(np.float32), 0.0, float(box.size))

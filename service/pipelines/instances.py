@@ -147,33 +147,34 @@ class InstanceMatting(NetworkRunner):
         if not kept:
             return [], timer.ms
         if self.official:
-            alphas = await self._official(image, box, [logits[i] for i in kept], timer)
-            with timer.stage("upsample"):
-                instances = await anyio.to_thread.run_sync(
-                    lambda: [
-                        self._instance_from_alpha(alphas[n], float(scores[index]), image)
-                        for n, index in enumerate(kept)
-                    ],
-                    limiter=self.limiter,
-                )
-            return [i for i in instances if i is not None], timer.ms
-        masks = np.zeros((slots, self.size, self.size), np.float32)
-        valid = np.zeros(slots, np.float32)
-        for slot, index in enumerate(kept):
-            up = cv2.resize(_sigmoid(logits[index]), (self.size, self.size), interpolation=cv2.INTER_LINEAR)
-            masks[slot] = (up > 0.5).astype(np.float32)
-            valid[slot] = 1.0
-        with timer.stage("instmatt"):
-            alphas = (await self.run(MATTING, image=framed, masks=masks, valid=valid))["alpha"]
+            photo_alphas = await self._official(image, box, [logits[i] for i in kept], timer)
+        else:
+            photo_alphas = await self._ours(framed, box, [logits[i] for i in kept], slots, timer)
         with timer.stage("upsample"):
             instances = await anyio.to_thread.run_sync(
                 lambda: [
-                    self._instance(alphas[slot], float(scores[index]), box, image)
-                    for slot, index in enumerate(kept)
+                    self._instance(alpha, float(scores[index]), image)
+                    for alpha, index in zip(photo_alphas, kept, strict=True)
                 ],
                 limiter=self.limiter,
             )
         return [i for i in instances if i is not None], timer.ms
+
+    async def _ours(
+        self, framed: np.ndarray, box: Letterbox, logits: list[np.ndarray], slots: int, timer: Timer
+    ) -> list[np.ndarray]:
+        """Our InstMatt on the letterboxed photo and the instance masks (ISCN logits at S/4,
+        binarised at 0.5) in its fixed slots -> one alpha per instance over the photo's part of
+        the frame."""
+        masks = np.zeros((slots, self.size, self.size), np.float32)
+        valid = np.zeros(slots, np.float32)
+        for slot, logit in enumerate(logits):
+            up = cv2.resize(_sigmoid(logit), (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+            masks[slot] = (up > 0.5).astype(np.float32)
+            valid[slot] = 1.0
+        with timer.stage("instmatt"):
+            alphas = (await self.run(MATTING, image=framed, masks=masks, valid=valid))["alpha"]
+        return [box.crop(alphas[slot]) for slot in range(len(logits))]
 
     async def _official(
         self, image: np.ndarray, box: Letterbox, logits: list[np.ndarray], timer: Timer
@@ -230,11 +231,8 @@ class InstanceMatting(NetworkRunner):
             return await anyio.to_thread.run_sync(refine)
 
     @staticmethod
-    def _instance(alpha_lb: np.ndarray, score: float, box: Letterbox, image: np.ndarray) -> Instance | None:
-        return InstanceMatting._instance_from_alpha(box.crop(alpha_lb), score, image)
-
-    @staticmethod
-    def _instance_from_alpha(alpha_small: np.ndarray, score: float, image: np.ndarray) -> Instance | None:
+    def _instance(alpha_small: np.ndarray, score: float, image: np.ndarray) -> Instance | None:
+        """An alpha covering the photo at a lower resolution -> the instance at the photo's size."""
         alpha = upsample_alpha(alpha_small, image)
         ys, xs = np.nonzero(alpha > 0.02)
         if len(ys) == 0:

@@ -70,14 +70,13 @@ class NetworkRunner:
         statuses = []
         for name in self.networks:
             network = self.backend.network(name)
-            ready = network is not None and await self.backend.ready(name)
             if network is None:
                 statuses.append(NetworkStatus(name=name, ready=False, weights="missing"))
                 continue
             statuses.append(
                 NetworkStatus(
                     name=name,
-                    ready=ready,
+                    ready=await self.backend.ready(name),
                     weights=network.weights,
                     preset=network.preset,
                     origin=network.origin,

@@ -12,11 +12,13 @@ and clipped as ``demo.py`` does) on the whole photo instead of the boxes' region
 
 from __future__ import annotations
 
-import anyio
+from collections.abc import Callable
 
-from models.prompting import Letterbox, semat_box
+import anyio
+import numpy as np
+
+from models.prompting import Letterbox, box_union, semat_box
 from models.semat.contract import semat_frame
-from schemas.prompts import BoxPrompt
 from service.backends import InferenceBackend
 from service.engines.upsampling import upsample_alpha
 from service.errors import UnsupportedPrompt
@@ -44,44 +46,30 @@ class SEMatPipeline(NetworkPipeline):
             self.focus_on_boxes = False
             self.description = "SEMat with the authors' released weights (imported): box-prompted matting."
 
-    async def _official_round(self, request: RoundInput) -> RoundOutput:
-        timer = Timer()
-        boxes = [p for p in request.prompts if isinstance(p, BoxPrompt)]
-        if not boxes:
+    def _round_inputs(
+        self, request: RoundInput
+    ) -> tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+        """(framed image [3,S,S], box [4] in the frame, crop of an output plane to the photo's
+        part): demo.py's contract for the authors' weights, our letterbox for ours."""
+        union = box_union(request.prompts)
+        if union is None:
             raise UnsupportedPrompt("Model 'semat' needs a box.", code="prompt_required")
-        with timer.stage("prepare"):
-            frame = await anyio.to_thread.run_sync(
-                semat_frame, request.image, self.size, limiter=self.limiter
-            )
-            union = (
-                min(b.x0 for b in boxes),
-                min(b.y0 for b in boxes),
-                max(b.x1 for b in boxes),
-                max(b.y1 for b in boxes),
-            )
-            prompt = frame.box(*union)
-        with timer.stage("semat"):
-            outputs = await self.run("semat", outputs=("alpha",), image=frame.image, box=prompt)
-        with timer.stage("upsample"):
-            alpha = await anyio.to_thread.run_sync(
-                lambda: upsample_alpha(frame.crop(outputs["alpha"][0]), request.image), limiter=self.limiter
-            )
-        return RoundOutput(alpha=alpha, score=stability_score(alpha), timings_ms=timer.ms)
+        if self.official:
+            frame = semat_frame(request.image, self.size)
+            return frame.image, frame.box(*union), frame.crop
+        box = Letterbox(*request.image.shape[:2], self.size)
+        return box.image(request.image), semat_box(request.prompts, box), box.crop
 
     async def compute_round(self, request: RoundInput) -> RoundOutput:
-        if self.official:
-            return await self._official_round(request)
         timer = Timer()
-        box = Letterbox(*request.image.shape[:2], self.size)
-        prompt = semat_box(request.prompts, box)
-        if prompt is None:
-            raise UnsupportedPrompt("Model 'semat' needs a box.", code="prompt_required")
         with timer.stage("prepare"):
-            image = box.image(request.image)
+            image, prompt, crop = await anyio.to_thread.run_sync(
+                self._round_inputs, request, limiter=self.limiter
+            )
         with timer.stage("semat"):
             outputs = await self.run("semat", outputs=("alpha",), image=image, box=prompt)
         with timer.stage("upsample"):
             alpha = await anyio.to_thread.run_sync(
-                lambda: upsample_alpha(box.crop(outputs["alpha"][0]), request.image), limiter=self.limiter
+                lambda: upsample_alpha(crop(outputs["alpha"][0]), request.image), limiter=self.limiter
             )
         return RoundOutput(alpha=alpha, score=stability_score(alpha), timings_ms=timer.ms)

@@ -66,16 +66,18 @@ class SMatPipeline(NetworkPipeline):
         timer = Timer()
         with timer.stage("smat_encoder"):
             if self.official:
-                framed, _ = await self._official_inputs(image, [])
+                framed, _, _ = await self._official_inputs(image, [])
                 await self.cached(features, OFFICIAL_ENCODER, framed)
             else:
                 box = Letterbox(*image.shape[:2], self.size)
                 await self.cached(features, ENCODER, box.image(image))
         return timer.ms
 
-    async def _official_inputs(self, photo: np.ndarray, prompts: list) -> tuple[np.ndarray, np.ndarray]:
-        """The official contract at the capped working size: normalised padded image [3, Hp, Wp]
-        and the padded prompt mask [1, Hp, Wp] of ``prompts``."""
+    async def _official_inputs(
+        self, photo: np.ndarray, prompts: list
+    ) -> tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+        """The official contract at the capped working size: normalised padded image [3, Hp, Wp],
+        the padded prompt mask [1, Hp, Wp] of ``prompts``, and the crop back to the photo's part."""
         height, width = photo.shape[:2]
         h, w = capped_size(height, width, self.official_max_side)
         patch = config_for("smat", self.backend.network(OFFICIAL_ENCODER).preset).patch_size
@@ -87,16 +89,15 @@ class SMatPipeline(NetworkPipeline):
             image, prompt = prepare_smat(small, mask, patch)
             return image[0].numpy(), prompt[0].numpy()
 
-        return await anyio.to_thread.run_sync(prepare, limiter=self.limiter)
+        image, prompt = await anyio.to_thread.run_sync(prepare, limiter=self.limiter)
+        return image, prompt, lambda plane: plane[:h, :w]
 
     async def _round_inputs(
         self, request: RoundInput
     ) -> tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
         """(image, prompt mask, crop of an output plane to the photo's part) for this round."""
         if self.official:
-            h, w = capped_size(*request.image.shape[:2], self.official_max_side)
-            image, prompt = await self._official_inputs(request.image, request.prompts)
-            return image, prompt, lambda plane: plane[:h, :w]
+            return await self._official_inputs(request.image, request.prompts)
         box = Letterbox(*request.image.shape[:2], self.size)
         stride = config_for("smat", self.backend.network(ENCODER).preset).patch_size
         return box.image(request.image), smat_prompt_mask(request.prompts, box, grid_stride=stride), box.crop
