@@ -243,6 +243,7 @@ class InstMattGeneratorExport(nn.Module):
 
     def __init__(self, model: InstMattNetwork) -> None:
         super().__init__()
+        # The generator's parts only: the refiner is its own exported network (one call a window).
         self.encoder, self.aspp, self.decoder = model.encoder, model.aspp, model.decoder
         self.prm = ProgressiveRefinement()
 

@@ -44,15 +44,9 @@ from models.official.mgmatting import prepare_mgmatting
 from models.semat.contract import semat_frame
 from models.smat import prepare_smat
 from service.cli import app
+from tests.fixtures.official.files import CHECKPOINTS, FIXTURES
 from tests.fixtures.official.scenes import refiner_inputs
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "official"
-CHECKPOINTS = {
-    "mgmatting": FIXTURES / "mgmatting/latest_model.pth",
-    "instmatt": FIXTURES / "instmatt/best_model.pth",
-    "smat": FIXTURES / "smat/SMat.pth",
-    "semat": FIXTURES / "semat/SEMat_SAM.pth",
-}
 MANIFESTS = {
     "mgmatting": ("mgmatting", "paper"),
     "instmatt": ("instmatt", "paper"),

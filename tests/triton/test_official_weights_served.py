@@ -26,17 +26,11 @@ from service.config import REPO_ROOT
 from service.process import ServerProcess, start_server
 from service.triton_local import TritonLocalServer
 from tests.conftest import ALICE, server_env
+from tests.fixtures.official.files import CHECKPOINTS
 from tests.service.test_sessions_http import create_session, fetch_alpha, run_round
 from tests.support.shared_data import require
 from tests.support.triton import api_on_triton, serve_repository
 
-FIXTURES = REPO_ROOT / "tests" / "fixtures" / "official"
-CHECKPOINTS = {
-    "mgmatting": FIXTURES / "mgmatting/latest_model.pth",
-    "instmatt": FIXTURES / "instmatt/best_model.pth",
-    "smat": FIXTURES / "smat/SMat.pth",
-    "semat": FIXTURES / "semat/SEMat_SAM.pth",
-}
 OFFICIAL_ENV = {
     "MATTESERVE_DFIMAT_REFINER": "mgmatting",
     "MATTESERVE_INSTANCE_MATTING": "instmatt_official",
