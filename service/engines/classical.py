@@ -20,6 +20,8 @@ Weight-free baseline and fallback. One call computes the matte for all marks so 
 4. pymatting's closed-form matting (Levin et al. 2008) in the band.
 5. Back to the original size with ``service.engines.upsampling`` (bilinear, refined by a
    guided filter on the full-resolution photo inside the uncertain band).
+6. With ``ClassicalParams.refinement``, the band solved again at the photo's resolution
+   (``service.engines.band_refinement``).
 
 It never fails on a valid prompt and image: a trimap without a foreground, background or
 unknown region, a GrabCut or solver error (degenerate sizes such as 1x1 or 1x2000) fall back
@@ -37,7 +39,7 @@ import numpy as np
 from pymatting import estimate_alpha_cf
 
 from schemas.prompts import BoxPrompt, Prompt, TextPrompt
-from service.engines.upsampling import upsample_alpha
+from service.engines.band_refinement import BandRefinement, photo_matte
 from service.errors import UnsupportedPrompt
 from service.imaging import resize_long_side
 from service.prompts import boxes, draw_marks
@@ -97,6 +99,7 @@ class ClassicalParams:
     band_fraction: float = 0.01  # half-width of the trimap's unknown band, fraction of the long side
     click_fraction: float = 0.006  # radius of a click seed, fraction of the long side
     grow_fraction: float = 0.12  # probable-foreground radius around fg marks when there is no box
+    refinement: BandRefinement | None = None  # the band again at the photo's resolution (step 6)
 
 
 def matte(
@@ -167,7 +170,7 @@ def matte(
             mask = _seed_mask(fg_seed, bg_seed, box_mask, previous)
     trimap = _trimap(mask, fg_seed, bg_seed, max(2, round(params.band_fraction * long_side)))
     alpha_work = _solve_alpha(work, trimap, mask)
-    return ClassicalResult(upsample_alpha(alpha_work.astype(np.float32), image), models)
+    return ClassicalResult(photo_matte(alpha_work.astype(np.float32), image, params.refinement), models)
 
 
 def _solve_alpha(work: np.ndarray, trimap: np.ndarray, mask: np.ndarray) -> np.ndarray:

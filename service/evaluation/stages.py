@@ -11,7 +11,10 @@ the only prompt, and replaces one stage at a time by the ground truth:
   (COCO-Matting's adaptive band), at the photo's resolution: the weight-free refiner;
 * ``gt-mask+mrn bilinear``: MRN's alpha upsampled bilinearly instead of by the guided filter;
 * ``gt@S`` (guided / bilinear): the ground truth itself taken to the network's size and back,
-  the floor that the network's resolution puts under any refiner.
+  the floor that the network's resolution puts under any refiner;
+* ``... + native band``: the same mattes with their uncertain band solved again at the photo's
+  resolution (``service.engines.band_refinement``, ``MATTESERVE_NATIVE_REFINEMENT``), which
+  acts only where the network's resolution is at least 1.5x below the region's.
 
 Like the served pipeline (``Pipeline.focus_on_boxes``), every stage works on the box's region
 with context (``service.pipelines.base.FOCUS_CONTEXT``). Errors are SAD and Grad (thousands)
@@ -30,6 +33,7 @@ from models.data.mask_to_matte import mask_to_trimap
 from models.eval.metrics import grad, iou, sad
 from models.eval.simulator import gt_box
 from models.prompting import Letterbox
+from service.engines.band_refinement import BandRefinement, photo_matte
 from service.engines.upsampling import upsample_alpha
 from service.evaluation.samples import Sample
 from service.pipelines import FeatureCache, RoundInput, Timer
@@ -44,6 +48,8 @@ STAGES = (
     "gt-mask+mrn bilinear",
     "gt@S guided",
     "gt@S bilinear",
+    "gt-mask+mrn + native band",
+    "gt@S guided + native band",
 )
 
 
@@ -110,6 +116,9 @@ async def stage_table(dfimat, items: list[Sample], progress: Callable[[], None] 
         gt_small = box.plane(gt)
         table.add("gt@S guided", upsample_alpha(box.crop(gt_small), image), gt)
         table.add("gt@S bilinear", np.clip(box.to_original(gt_small), 0, 1), gt)
+        native = BandRefinement()
+        table.add("gt-mask+mrn + native band", photo_matte(box.crop(oracle["alpha"][0]), image, native), gt)
+        table.add("gt@S guided + native band", photo_matte(box.crop(gt_small), image, native), gt)
         if progress is not None:
             progress()
     return table

@@ -29,7 +29,7 @@ from models.prompting import Letterbox, iscn_prompt_tensors
 from models.text import TEXT_DIM, MiniLMEncoder
 from schemas.prompts import TextPrompt
 from service.backends import InferenceBackend
-from service.engines.upsampling import upsample_alpha
+from service.engines.band_refinement import BandRefinement, photo_matte
 from service.pipelines.base import FeatureCache, RoundInput, RoundOutput, Timer
 from service.pipelines.networks import NetworkPipeline, pack_arrays, stability_score, unpack_arrays
 
@@ -60,8 +60,9 @@ class DFIMatPipeline(NetworkPipeline):
         limiter: anyio.CapacityLimiter,
         refiner: str = REFINER,
         official_max_side: int = 1280,
+        refinement: BandRefinement | None = None,
     ) -> None:
-        super().__init__(backend)
+        super().__init__(backend, refinement)
         if refiner not in REFINERS:
             raise ValueError(f"unknown dfimat refiner {refiner!r}; known: {', '.join(REFINERS)}")
         self.text = text
@@ -139,7 +140,8 @@ class DFIMatPipeline(NetworkPipeline):
                 refined = await self.run(REFINER, image=image, mask=coarse)
             with timer.stage("upsample"):
                 alpha = await anyio.to_thread.run_sync(
-                    lambda: upsample_alpha(box.crop(refined["alpha"][0]), request.image), limiter=self.limiter
+                    lambda: photo_matte(box.crop(refined["alpha"][0]), request.image, self.refinement),
+                    limiter=self.limiter,
                 )
         state = pack_arrays({"prev_mask": probability})
         return RoundOutput(alpha=alpha, score=stability_score(alpha), state=state, timings_ms=timer.ms)
@@ -165,7 +167,8 @@ class DFIMatPipeline(NetworkPipeline):
             refined = await self.backend.infer("mgmatting", {"image": image, "guidance": guidance})
         with timer.stage("upsample"):
             return await anyio.to_thread.run_sync(
-                lambda: upsample_alpha(unpad(refined["alpha"][0, 0], (h, w)), photo), limiter=self.limiter
+                lambda: photo_matte(unpad(refined["alpha"][0, 0], (h, w)), photo, self.refinement),
+                limiter=self.limiter,
             )
 
     def _previous(self, request: RoundInput, box: Letterbox) -> tuple[np.ndarray, np.ndarray]:

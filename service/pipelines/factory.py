@@ -10,6 +10,7 @@ import anyio
 from models.text import shared_encoder
 from service.backends import create_backend
 from service.config import Settings
+from service.engines.band_refinement import BandRefinement
 from service.engines.classical import ClassicalParams
 from service.pipelines import Pipeline, PipelineRegistry
 from service.pipelines.classical import ClassicalPipeline
@@ -27,8 +28,15 @@ async def build_registry(settings: Settings, limiter: anyio.CapacityLimiter) -> 
 
     The learned pipelines are registered whenever the model repository has networks, trained
     or not (``/v1/models`` reports which are untrained; ``auto`` never picks those)."""
+    refinement = (
+        BandRefinement(max_unknown=settings.native_refinement_max_pixels)
+        if settings.native_refinement
+        else None
+    )
     pipelines: list[Pipeline] = [
-        ClassicalPipeline(ClassicalParams(max_side=settings.classical_max_side), limiter)
+        ClassicalPipeline(
+            ClassicalParams(max_side=settings.classical_max_side, refinement=refinement), limiter
+        )
     ]
     backend = create_backend(settings, limiter)
     await backend.start()
@@ -41,14 +49,16 @@ async def build_registry(settings: Settings, limiter: anyio.CapacityLimiter) -> 
             limiter,
             refiner=settings.dfimat_refiner,
             official_max_side=settings.official_max_side,
+            refinement=refinement,
         )
         smat = SMatPipeline(
             backend,
             limiter,
             official=settings.smat_networks == "official",
             official_max_side=settings.official_max_side,
+            refinement=refinement,
         )
-        pipelines += [dfimat, SEMatPipeline(backend, limiter), smat]
+        pipelines += [dfimat, SEMatPipeline(backend, limiter, refinement), smat]
         instances = InstanceMatting(
             backend,
             limiter,

@@ -9,6 +9,7 @@ import numpy as np
 
 from schemas.system import ModelInfo, NetworkStatus
 from service.backends import InferenceBackend
+from service.engines.band_refinement import BandRefinement
 from service.errors import ModelNotReady
 from service.pipelines.base import FeatureCache, Pipeline
 
@@ -43,8 +44,9 @@ class NetworkRunner:
 
     networks: tuple[str, ...]
 
-    def __init__(self, backend: InferenceBackend) -> None:
+    def __init__(self, backend: InferenceBackend, refinement: BandRefinement | None = None) -> None:
         self.backend = backend
+        self.refinement = refinement
 
     @property
     def size(self) -> int:

@@ -20,7 +20,7 @@ import numpy as np
 from models.prompting import Letterbox, box_union, semat_box
 from models.semat.contract import semat_frame
 from service.backends import InferenceBackend
-from service.engines.upsampling import upsample_alpha
+from service.engines.band_refinement import BandRefinement, photo_matte
 from service.errors import UnsupportedPrompt
 from service.pipelines.base import RoundInput, RoundOutput, Timer
 from service.pipelines.networks import NetworkPipeline, stability_score
@@ -37,8 +37,13 @@ class SEMatPipeline(NetworkPipeline):
     focus_on_boxes = True
     networks = ("semat",)
 
-    def __init__(self, backend: InferenceBackend, limiter: anyio.CapacityLimiter) -> None:
-        super().__init__(backend)
+    def __init__(
+        self,
+        backend: InferenceBackend,
+        limiter: anyio.CapacityLimiter,
+        refinement: BandRefinement | None = None,
+    ) -> None:
+        super().__init__(backend, refinement)
         self.limiter = limiter
         network = backend.network("semat")
         self.official = network is not None and network.origin == "official"
@@ -70,6 +75,7 @@ class SEMatPipeline(NetworkPipeline):
             outputs = await self.run("semat", outputs=("alpha",), image=image, box=prompt)
         with timer.stage("upsample"):
             alpha = await anyio.to_thread.run_sync(
-                lambda: upsample_alpha(crop(outputs["alpha"][0]), request.image), limiter=self.limiter
+                lambda: photo_matte(crop(outputs["alpha"][0]), request.image, self.refinement),
+                limiter=self.limiter,
             )
         return RoundOutput(alpha=alpha, score=stability_score(alpha), timings_ms=timer.ms)

@@ -26,7 +26,7 @@ from models.prompting import Letterbox, smat_prompt_mask
 from models.registry import config_for
 from models.smat import prepare_smat
 from service.backends import InferenceBackend
-from service.engines.upsampling import upsample_alpha
+from service.engines.band_refinement import BandRefinement, photo_matte
 from service.pipelines.base import FeatureCache, RoundInput, RoundOutput, Timer
 from service.pipelines.networks import NetworkPipeline, stability_score
 
@@ -49,8 +49,9 @@ class SMatPipeline(NetworkPipeline):
         limiter: anyio.CapacityLimiter,
         official: bool = False,
         official_max_side: int = 1280,
+        refinement: BandRefinement | None = None,
     ) -> None:
-        super().__init__(backend)
+        super().__init__(backend, refinement)
         self.limiter = limiter
         self.official = official
         self.official_max_side = official_max_side
@@ -120,6 +121,7 @@ class SMatPipeline(NetworkPipeline):
             )
         with timer.stage("upsample"):
             alpha = await anyio.to_thread.run_sync(
-                lambda: upsample_alpha(crop(outputs["alpha"][0]), request.image), limiter=self.limiter
+                lambda: photo_matte(crop(outputs["alpha"][0]), request.image, self.refinement),
+                limiter=self.limiter,
             )
         return RoundOutput(alpha=alpha, score=stability_score(alpha), timings_ms=timer.ms)
