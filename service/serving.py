@@ -35,36 +35,43 @@ _PROMPTS = TypeAdapter(list[Prompt])
 COMMIT_ATTEMPTS = 3
 
 
-class ImageCache:
-    """Decoded session images kept in process memory, least recently used first out.
+class ProcessCache:
+    """Per-session values kept in process memory (decoded images, feature bytes), keyed by
+    ``(session_id, name)``, least recently used first out.
 
-    Redis holds the uploaded bytes (the source of truth); this saves re-decoding a large
-    JPEG on every round when rounds land on the same replica."""
+    Redis holds the source of truth; what is cached here never changes during a session (the
+    uploaded image, features computed from it), so a replica that ran a session's earlier round
+    reads neither again: no re-decoding of a large JPEG, no feature bytes from Redis per round."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str], np.ndarray | bytes] = OrderedDict()
         self._bytes = 0
 
-    def get(self, key: str) -> np.ndarray | None:
-        item = self._items.get(key)
+    @staticmethod
+    def _size(value: np.ndarray | bytes) -> int:
+        return value.nbytes if isinstance(value, np.ndarray) else len(value)
+
+    def get(self, sid: str, name: str) -> np.ndarray | bytes | None:
+        item = self._items.get((sid, name))
         if item is not None:
-            self._items.move_to_end(key)
+            self._items.move_to_end((sid, name))
         return item
 
-    def put(self, key: str, value: np.ndarray) -> None:
-        if key in self._items or value.nbytes > self.max_bytes:
+    def put(self, sid: str, name: str, value: np.ndarray | bytes) -> None:
+        size = self._size(value)
+        if (sid, name) in self._items or size > self.max_bytes:
             return
-        self._items[key] = value
-        self._bytes += value.nbytes
+        self._items[(sid, name)] = value
+        self._bytes += size
         while self._bytes > self.max_bytes:
             _, dropped = self._items.popitem(last=False)
-            self._bytes -= dropped.nbytes
+            self._bytes -= self._size(dropped)
 
-    def drop(self, key: str) -> None:
-        item = self._items.pop(key, None)
-        if item is not None:
-            self._bytes -= item.nbytes
+    def drop(self, sid: str) -> None:
+        """Forget everything of session ``sid``."""
+        for key in [k for k in self._items if k[0] == sid]:
+            self._bytes -= self._size(self._items.pop(key))
 
 
 def _ms_since(start: float) -> float:
@@ -87,7 +94,7 @@ class MattingService:
         self.registry = registry
         self.metrics = metrics
         self.limiter = limiter
-        self.images = ImageCache(max_bytes=768 * 1024 * 1024)
+        self.cache = ProcessCache(max_bytes=768 * 1024 * 1024)
         self.rate_limiter = RateLimiter(store)
         self.budget = PixelBudget(settings.max_concurrent_pixels, wait_s=settings.round_wait_timeout_s)
 
@@ -103,17 +110,30 @@ class MattingService:
         )
 
     async def _image(self, sid: str) -> np.ndarray:
-        image = self.images.get(sid)
+        image = self.cache.get(sid, "image")
         if image is None:
             image = await self._decode(await self.store.image(sid))
-            self.images.put(sid, image)
+            self.cache.put(sid, "image", image)
         return image
 
     def _features(self, sid: str) -> FeatureCache:
-        return FeatureCache(
-            load=lambda name: self.store.features(sid, name),
-            save=lambda name, data: self.store.put_features(sid, name, data),
-        )
+        """The session's feature cache: process memory first, then Redis (shared by replicas)."""
+
+        async def load(name: str) -> bytes | None:
+            data = self.cache.get(sid, f"features/{name}")
+            if data is None:
+                data = await self.store.features(sid, name)
+                if data is not None:
+                    self.cache.put(sid, f"features/{name}", data)
+            return data
+
+        async def save(name: str, data: bytes) -> bool:
+            stored = await self.store.put_features(sid, name, data)
+            if stored:
+                self.cache.put(sid, f"features/{name}", data)
+            return stored
+
+        return FeatureCache(load=load, save=save)
 
     @staticmethod
     def _urls(sid: str, n: int) -> tuple[str, str]:
@@ -147,7 +167,7 @@ class MattingService:
         height, width = image.shape[:2]
         with timer.stage("store"):
             meta = await self.store.create(user=user, image=data, width=width, height=height, model=model)
-        self.images.put(meta.session_id, image)
+        self.cache.put(meta.session_id, "image", image)
         prepare_for = model if model != "auto" else self.registry.routes.get("click", "classical")
         pipeline = self.registry.pipelines.get(prepare_for)
         if pipeline is not None and (model != "auto" or pipeline.trained):
@@ -193,7 +213,7 @@ class MattingService:
     async def delete_session(self, user: str, sid: str) -> None:
         await self.store.get(sid, user)
         await self.store.delete(sid)
-        self.images.drop(sid)
+        self.cache.drop(sid)
 
     # ------------------------------------------------------------------ rounds
     async def run_round(self, user: str, sid: str, request: RoundRequest) -> RoundResult:

@@ -224,3 +224,25 @@ async def test_a_network_that_fails_to_load_answers_503_without_server_paths(tmp
     assert str(tmp_path) not in refused.value.message and "model.pt" not in refused.value.message
     assert refused.value.status == 503
     assert str(tmp_path) in caplog.text
+
+
+def test_a_replica_reads_a_sessions_features_from_redis_once(
+    api_server: ServerProcess, second_server: ServerProcess, redis_client: redis.Redis
+) -> None:
+    """Features live in Redis (shared by replicas) and, once read or computed, in the replica's
+    memory: a later round on the same replica does not read them again (deleting the Redis copy
+    shows it: nothing recomputes it), while another replica reads Redis and, finding nothing,
+    recomputes and stores them."""
+    image, _, _ = two_objects()
+    sid = create_session(api_server, image, ALICE, model="dfimat")["session_id"]
+    key = keys.features(sid, "iscn_encoder")
+    assert redis_client.exists(key)
+    click = {"type": "click", "x": 170, "y": 180, "label": "fg"}
+    assert run_round(api_server, sid, [click], ALICE).status_code == 200
+    redis_client.delete(key)
+    second = {"type": "click", "x": 200, "y": 200, "label": "fg"}
+    assert run_round(api_server, sid, [second], ALICE).status_code == 200
+    assert not redis_client.exists(key), "the same replica used its own copy"
+    third = {"type": "click", "x": 150, "y": 160, "label": "fg"}
+    assert run_round(second_server, sid, [third], ALICE).status_code == 200
+    assert redis_client.exists(key), "another replica recomputed and shared them"
