@@ -114,6 +114,10 @@ def triton_config(
         cfg.output.add(name=spec.name, data_type=mc.DataType.Value(spec.triton_dtype), dims=list(spec.dims))
     cfg.dynamic_batching.preferred_batch_size.extend(io.batching.preferred_batch_sizes)
     cfg.dynamic_batching.max_queue_delay_microseconds = io.batching.max_queue_delay_us
+    queue = cfg.dynamic_batching.default_queue_policy
+    queue.max_queue_size = io.batching.max_queue_size
+    queue.default_timeout_microseconds = io.batching.queue_timeout_us
+    queue.timeout_action = mc.ModelQueuePolicy.TimeoutAction.REJECT
     cfg.instance_group.add(
         count=settings.instance_count, kind=mc.ModelInstanceGroup.Kind.Value(settings.instance_kind)
     )
@@ -131,12 +135,14 @@ def triton_config(
     for key, value in params.items():
         cfg.parameters[key].string_value = value
     if io.batching.warmup:
-        # The libtorch profiling executor optimises on the first calls: warm up twice.
-        warm = cfg.model_warmup.add(name=f"{io.name}_zeros", batch_size=1, count=2)
-        for spec in io.inputs:
-            warm.inputs[spec.name].data_type = mc.DataType.Value(spec.triton_dtype)
-            warm.inputs[spec.name].dims.extend(concrete_dims(spec.dims, WARMUP_SIZE, stride=spec.stride))
-            warm.inputs[spec.name].zero_data = True
+        # The libtorch profiling executor optimises on the first calls of each shape: warm up every
+        # batch size the batcher forms most, twice.
+        for batch in io.batching.warmup_batch_sizes():
+            warm = cfg.model_warmup.add(name=f"{io.name}_zeros_b{batch}", batch_size=batch, count=2)
+            for spec in io.inputs:
+                warm.inputs[spec.name].data_type = mc.DataType.Value(spec.triton_dtype)
+                warm.inputs[spec.name].dims.extend(concrete_dims(spec.dims, WARMUP_SIZE, stride=spec.stride))
+                warm.inputs[spec.name].zero_data = True
     return cfg
 
 

@@ -120,12 +120,25 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class BatchingSpec:
-    """Serving policy written into ``config.pbtxt`` (and used by backends to chunk requests)."""
+    """Serving policy written into ``config.pbtxt`` (and used by backends to chunk requests).
+
+    ``preferred_batch_sizes``: empty unless a measurement says otherwise (Triton's batcher then
+    forms the largest batch available within ``max_queue_delay_us``); ``max_queue_size`` and
+    ``queue_timeout_us``: the queue is bounded, a request that cannot be queued or waits longer
+    is rejected (Triton answers UNAVAILABLE: the API's 503 with Retry-After), so an overloaded
+    server sheds load instead of building a backlog that times out on the clients anyway.
+    Warm-up runs every batch size in :meth:`warmup_batch_sizes`."""
 
     max_batch_size: int
     preferred_batch_sizes: tuple[int, ...]
     max_queue_delay_us: int
     warmup: bool = True
+    max_queue_size: int = 64
+    queue_timeout_us: int = 10_000_000
+
+    def warmup_batch_sizes(self) -> tuple[int, ...]:
+        """1, the preferred sizes and the largest: the shapes the batcher forms most."""
+        return tuple(sorted({1, *self.preferred_batch_sizes, self.max_batch_size}))
 
 
 @dataclass(frozen=True)
@@ -138,7 +151,7 @@ class ModelIO:
     preset: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    batching: BatchingSpec = field(default_factory=lambda: BatchingSpec(8, (4, 8), 2000))
+    batching: BatchingSpec = field(default_factory=lambda: BatchingSpec(8, (), 2000))
 
     def input(self, base_name: str) -> TensorSpec:
         """The input whose name starts with ``base_name`` (``image`` -> ``image__0``)."""
@@ -156,12 +169,13 @@ BATCHING: dict[str, BatchingSpec] = {
     "smat_encoder": BatchingSpec(8, (4, 8), 2000),
     "smat_decoder": BatchingSpec(16, (8, 16), 1000),
     "instmatt": BatchingSpec(4, (2, 4), 2000),
-    # Native-resolution networks: Triton batches only requests of one shape, so no preferred sizes.
-    "mgmatting": BatchingSpec(4, (), 1000),
-    "instmatt_official": BatchingSpec(8, (), 1000),
-    "instmatt_refiner": BatchingSpec(1, (), 0),
-    "smat_official_encoder": BatchingSpec(4, (), 1000),
-    "smat_official_decoder": BatchingSpec(8, (), 1000),
+    # Native-resolution networks: Triton batches only requests of one shape, so no preferred sizes;
+    # a call takes seconds on a CPU, so they may wait in the queue up to the API's 30 s timeout.
+    "mgmatting": BatchingSpec(4, (), 1000, queue_timeout_us=30_000_000),
+    "instmatt_official": BatchingSpec(8, (), 1000, queue_timeout_us=30_000_000),
+    "instmatt_refiner": BatchingSpec(1, (), 0, queue_timeout_us=30_000_000),
+    "smat_official_encoder": BatchingSpec(4, (), 1000, queue_timeout_us=30_000_000),
+    "smat_official_decoder": BatchingSpec(8, (), 1000, queue_timeout_us=30_000_000),
 }
 
 

@@ -25,7 +25,10 @@ its calls answer 503 ``model_not_ready`` without reaching Triton, and readiness 
 ``{"triton:<network>": "config mismatch: input image__0 is FP16, expected FP32"}``.
 
 The channel reconnects quickly (1 s maximum backoff) so recovery is not delayed by gRPC's
-default exponential backoff of up to two minutes.
+default exponential backoff of up to two minutes. An inference call is idempotent (the networks
+are pure functions of their inputs), so one that fails with ``UNAVAILABLE`` (a dropped
+connection, a Triton restart, a full queue: see ``models.io_spec.BatchingSpec``) is retried once
+after ``RETRY_DELAY_S``; every call has the deadline ``MATTESERVE_TRITON_TIMEOUT_S``.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from tritonclient.grpc import KeepAliveOptions
 from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from models.io_spec import ModelIO
+from models.io_spec import ModelIO, TensorSpec
 from service.backends.base import InferenceBackend, NetworkInfo
 from service.errors import ApiError, BackendFailed, BackendUnavailable, ModelNotReady
 
@@ -62,6 +65,7 @@ NOT_FOUND_STATUS = "StatusCode.NOT_FOUND"
 # found", "... has no available versions", "... version 1 is not at ready state".
 _MODEL_NOT_READY_TEXT = ("unknown model", "unavailable model", "no available versions", "not at ready state")
 CONFIG_RECHECK_S = 10.0
+RETRY_DELAY_S = 0.05
 _PROBE_TIMEOUT_S = 5.0
 
 
@@ -218,12 +222,7 @@ class TritonBackend(InferenceBackend):
             request.append(tensor)
         wanted = [spec for spec in io.outputs if outputs is None or spec.base_name in outputs]
         try:
-            result = await self._client().infer(
-                model,
-                request,
-                outputs=[grpcclient.InferRequestedOutput(spec.name) for spec in wanted],
-                client_timeout=self.timeout_s,
-            )
+            result = await self._infer_with_retry(model, request, wanted)
         except InferenceServerException as exc:
             if str(exc.status()) == "StatusCode.INVALID_ARGUMENT":
                 # The configuration may have changed since it was checked (a model reloaded).
@@ -236,6 +235,25 @@ class TritonBackend(InferenceBackend):
                     raise _mismatch_error(model, problem) from exc
             raise self._error(model, exc) from exc
         return {spec.base_name: result.as_numpy(spec.name) for spec in wanted}
+
+    async def _infer_with_retry(
+        self, model: str, request: list[grpcclient.InferInput], wanted: list[TensorSpec]
+    ) -> grpcclient.InferResult:
+        """One inference call, retried once when Triton answers ``UNAVAILABLE``."""
+        for attempt in (1, 2):
+            try:
+                return await self._client().infer(
+                    model,
+                    request,
+                    outputs=[grpcclient.InferRequestedOutput(spec.name) for spec in wanted],
+                    client_timeout=self.timeout_s,
+                )
+            except InferenceServerException as exc:
+                if attempt == 2 or str(exc.status()) != "StatusCode.UNAVAILABLE":
+                    raise
+                log.info("Triton call of %s unavailable (%s); retrying once", model, _message(exc))
+                await asyncio.sleep(RETRY_DELAY_S)
+        raise AssertionError("unreachable")
 
     async def ready(self, model: str) -> bool:
         return await self.unready_error(model) is None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tritonclient.grpc import model_config_pb2 as mc
 
 from models.export import (
     PARAM_PREFIX,
@@ -58,6 +59,12 @@ def test_config_parses_as_triton_model_config(exported: Path, name: str) -> None
     assert [(o.name, list(o.dims)) for o in cfg.output] == [(t.name, list(t.dims)) for t in io.outputs]
     assert list(cfg.dynamic_batching.preferred_batch_size) == list(io.batching.preferred_batch_sizes)
     assert cfg.dynamic_batching.max_queue_delay_microseconds > 0
+    queue = cfg.dynamic_batching.default_queue_policy
+    assert queue.max_queue_size == io.batching.max_queue_size > 0
+    assert queue.default_timeout_microseconds == io.batching.queue_timeout_us > 0
+    assert queue.timeout_action == mc.ModelQueuePolicy.TimeoutAction.REJECT
+    sizes = [w.batch_size for w in cfg.model_warmup]
+    assert sizes == sorted({1, *io.batching.preferred_batch_sizes, io.batching.max_batch_size})
     assert cfg.instance_group[0].count == 2
     assert cfg.instance_group[0].kind == cfg.instance_group[0].KIND_GPU
     params = {k: v.string_value for k, v in cfg.parameters.items()}

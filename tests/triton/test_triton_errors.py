@@ -306,3 +306,42 @@ def test_an_outage_answers_503_with_retry_after_and_auto_falls_back_where_it_can
     response = run_round(api, sid, [BOX], ALICE, model="dfimat")
     assert response.status_code == 200, response.text
     assert response.json()["model"] == "dfimat"
+
+
+def test_the_queue_is_bounded_and_an_unavailable_call_is_retried_once(
+    mismatched_triton: TritonLocalServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The real server runs the exported queue policy; a call Triton cannot take (here: the server
+    died after the configuration check) is tried twice, then answers 503. Last in this module: it
+    leaves the server stopped."""
+    import tritonclient.grpc as grpc_sync
+
+    caplog.set_level(logging.INFO, logger="service.backends.triton")
+    client = grpc_sync.InferenceServerClient(mismatched_triton.grpc_url.removeprefix("grpc://"))
+    config = client.get_model_config("mrn").config
+    client.close()
+    policy = config.dynamic_batching.default_queue_policy
+    expected = model_io("mrn", 256).batching
+    assert (policy.max_queue_size, policy.default_timeout_microseconds) == (
+        expected.max_queue_size,
+        expected.queue_timeout_us,
+    )
+    assert policy.timeout_action == mc.ModelQueuePolicy.TimeoutAction.REJECT
+    assert sorted(w.batch_size for w in config.model_warmup) == list(expected.warmup_batch_sizes())
+
+    backend = TritonBackend(mismatched_triton.grpc_url, read_networks(REPOSITORY), timeout_s=60)
+    inputs = {"image": np.zeros((1, 3, 256, 256), np.float32), "mask": np.zeros((1, 1, 256, 256), np.float32)}
+
+    async def scenario() -> None:
+        await backend.start()
+        try:
+            assert (await backend.infer("mrn", inputs))["alpha"].shape == (1, 1, 256, 256)
+            mismatched_triton.stop(graceful=False)
+            with pytest.raises(BackendUnavailable):
+                await backend.infer("mrn", inputs)
+        finally:
+            await backend.close()
+
+    asyncio.run(scenario())
+    retries = [r for r in caplog.records if "retrying once" in r.getMessage()]
+    assert len(retries) == 1 and "mrn" in retries[0].getMessage()
