@@ -38,6 +38,7 @@ from models.data.layouts import open_folder
 from models.data.synthetic import SceneGenerator
 from models.eval.simulator import UserSimulator
 from models.export import config_text, parse_config
+from models.io_spec import to_wire
 from models.prompting import Letterbox, iscn_prompt_tensors
 from models.text import TEXT_DIM
 from service.backends.base import read_networks
@@ -181,7 +182,7 @@ def _infer(client: grpcclient.InferenceServerClient, model: str, networks: dict,
     io = networks[model.removesuffix(UNBATCHED)].io
     request = []
     for spec in io.inputs:
-        array = np.ascontiguousarray(inputs[spec.base_name], dtype=spec.numpy_dtype)
+        array = to_wire(spec, inputs[spec.base_name])
         tensor = grpcclient.InferInput(spec.name, list(array.shape), spec.dtype)
         tensor.set_data_from_numpy(array)
         request.append(tensor)

@@ -39,6 +39,7 @@ from models.common.layers import BasicBlock, conv_bn_act, tanh_alpha
 from models.common.matting_blocks import RefineHead, UpFuse, shortcut, upsample_to
 from models.common.norm import ImageNormalizer
 from models.common.prm import ProgressiveRefinement
+from models.common.wire import from_wire
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,7 @@ class InstMattExport(nn.Module):
         self.model = model
 
     def forward(self, image: torch.Tensor, masks: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor]:
-        return (self.model(image, masks, valid, full_outputs=False)["alpha"],)
+        return (self.model(from_wire(image), masks, valid, full_outputs=False)["alpha"],)
 
 
 def build_instmatt(preset: str = "tiny") -> InstMatt:

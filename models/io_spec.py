@@ -9,9 +9,12 @@ backends read this module. Conventions:
   ``max_batch_size > 0``. Shapes are fixed for an export size ``S`` (a multiple of 32),
   so Triton's dynamic batcher can batch requests from different users. Per-item scalars
   are ``[1]``.
-* Images are float32 RGB in [0,1], ``[3,S,S]``, letterboxed: resized so the long side is S
-  and padded bottom/right with zeros. ImageNet normalisation happens inside the models;
-  the models need no validity mask for the padding (the service crops the outputs).
+* Images travel as uint8 RGB 0-255, ``[3,S,S]`` (a quarter of float32's bytes), letterboxed:
+  resized so the long side is S and padded bottom/right with zeros. The graph divides by 255
+  and normalises (ImageNet) itself; the models need no validity mask for the padding (the
+  service crops the outputs). Cached encoder features travel back as float16 (they are stored
+  so in the session), and the graph widens them to float32.
+  The service builds float32 [0,1] images and float32 features; :func:`to_wire` converts them.
 
 Per model (``S`` = export size, ``s4 = S/4``, tiny-preset widths in brackets):
 
@@ -85,13 +88,16 @@ OFFICIAL_MODELS: tuple[str, ...] = tuple(OFFICIAL_LAYOUTS)
 
 _DTYPES = {
     "FP32": (torch.float32, np.float32),
+    "FP16": (torch.float16, np.float16),
+    "UINT8": (torch.uint8, np.uint8),
     "INT64": (torch.int64, np.int64),
 }
 
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """One input or output: Triton name, dtype (``FP32``/``INT64``) and per-item dims (no batch)."""
+    """One input or output: Triton name, dtype (``FP32``/``FP16``/``UINT8``/``INT64``) and per-item
+    dims (no batch)."""
 
     name: str
     dtype: str
@@ -255,7 +261,7 @@ def model_io(name: str, size: int = 512, preset: str = "tiny") -> ModelIO:
     family = family_of(name)
     cfg = config_for(family, preset)
     s, s4 = size, size // 4
-    image = _t("image", 0, (3, s, s), "RGB in [0,1], letterboxed with zero padding")
+    image = _t("image", 0, (3, s, s), "RGB 0-255, letterboxed with zero padding", dtype="UINT8")
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     if name == "iscn_encoder":
@@ -267,8 +273,8 @@ def model_io(name: str, size: int = 512, preset: str = "tiny") -> ModelIO:
     elif name == "iscn_decoder":
         nv, nq = cfg.max_visual_prompts, cfg.num_queries
         inputs = (
-            _t("features", 0, (cfg.dim, s // 16, s // 16), "from iscn_encoder"),
-            _t("mask_features", 1, (cfg.mask_dim, s4, s4), "from iscn_encoder"),
+            _t("features", 0, (cfg.dim, s // 16, s // 16), "from iscn_encoder", dtype="FP16"),
+            _t("mask_features", 1, (cfg.mask_dim, s4, s4), "from iscn_encoder", dtype="FP16"),
             _t("prompt_maps", 2, (nv, s4, s4), "one rasterised mark per slot, [0,1]"),
             _t(
                 "prompt_kinds",
@@ -310,8 +316,8 @@ def model_io(name: str, size: int = 512, preset: str = "tiny") -> ModelIO:
         else:
             inputs = (
                 image,
-                _t("patch_tokens", 1, tokens, "from smat_encoder"),
-                _t("class_token", 2, (cfg.embed_dim,), "from smat_encoder"),
+                _t("patch_tokens", 1, tokens, "from smat_encoder", dtype="FP16"),
+                _t("class_token", 2, (cfg.embed_dim,), "from smat_encoder", dtype="FP16"),
                 _t("prompt_mask", 3, (1, s, s), "rasterised prompt; all zero = automatic mode"),
             )
             outputs = (
@@ -341,6 +347,14 @@ def concrete_dims(dims: tuple[int, ...], size: int, instances: int = 2, stride: 
     with ``instances``."""
     n = len(dims)
     return tuple(d if d != -1 else (size // stride if i >= n - 2 else instances) for i, d in enumerate(dims))
+
+
+def to_wire(spec: TensorSpec, array: np.ndarray) -> np.ndarray:
+    """``array`` as ``spec`` travels: a float image in [0, 1] -> uint8 0-255 (exact for images made
+    from uint8 photos, as the service's are), anything else cast to the spec's dtype."""
+    if spec.dtype == "UINT8" and np.issubdtype(np.asarray(array).dtype, np.floating):
+        return np.ascontiguousarray(np.rint(np.clip(array, 0.0, 1.0) * 255.0), dtype=np.uint8)
+    return np.ascontiguousarray(array, dtype=spec.numpy_dtype)
 
 
 def example_inputs(
@@ -386,7 +400,9 @@ def example_inputs(
             t = torch.randn(shape, generator=g)
             out.append(t / t.norm(dim=-1, keepdim=True))
         elif base in ("features", "mask_features", "patch_tokens", "class_token", "feature"):
-            out.append(torch.randn(shape, generator=g))
+            out.append(torch.randn(shape, generator=g).to(spec.torch_dtype))
+        elif spec.dtype == "UINT8":
+            out.append(torch.randint(0, 256, shape, generator=g, dtype=torch.uint8))
         else:
             out.append(torch.rand(shape, generator=g))
     return tuple(out)

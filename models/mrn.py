@@ -25,6 +25,7 @@ from models.common.layers import BasicBlock, conv_bn_act, tanh_alpha
 from models.common.matting_blocks import RefineHead, UpFuse, shortcut, upsample_to
 from models.common.norm import ImageNormalizer
 from models.common.prm import ProgressiveRefinement
+from models.common.wire import from_wire
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ class MRNExport(nn.Module):
         self.model = model
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor]:
-        return (self.model(image, mask)["alpha"],)
+        return (self.model(from_wire(image), mask)["alpha"],)
 
 
 def build_mrn(preset: str = "tiny") -> MRN:

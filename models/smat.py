@@ -12,6 +12,11 @@ prompts.
 * ``decoder``: ViTMatte-style detail capture on ``concat(patch grid, similarity)``: the image is
   resized to 16× the token grid, a ConvStream gives /2, /4, /8 details, four fusion blocks go
   back to full resolution, a small head and a sigmoid give alpha.
+* ``prompt_channel`` (ours, the ``tiny`` preset; the official layout has none): the prompt mask
+  also enters the decoder directly — its patch coverage beside the similarity and, at full
+  resolution, as a fourth image channel of the ConvStream (as ViTMatte's trimap does). A ViT
+  trained from scratch gives no similarity map sharp enough for the pooled token alone to
+  localise a box's person; with the mask in the decoder's input the prompt is always honoured.
 
 The service runs the backbone once per session (``smat_encoder``) and the rest every round
 (``smat_decoder``). Letterbox padding is black in the [0,1] domain (the official code pads
@@ -28,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.common.norm import ImageNormalizer
+from models.common.wire import from_wire
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,7 @@ class SMatConfig:
     fusion: tuple[int, int, int, int] = (32, 16, 8, 8)
     head_hidden: int = 4
     decoder_stride: int = 16  # the token grid is treated as stride 16 by the detail decoder
+    prompt_channel: bool = False  # the prompt mask into the decoder too (module docstring)
 
 
 PRESETS: dict[str, SMatConfig] = {
@@ -209,11 +216,11 @@ class BasicConv(nn.Module):
 
 
 class ConvStream(nn.Module):
-    """``image [B,3,H,W]`` -> ``[D0=image, D1 (/2), D2 (/4), D3 (/8)]``."""
+    """``image [B,C,H,W]`` (C = ``in_ch``: RGB, or RGB + prompt) -> ``[D0=image, D1, D2, D3]`` (/1 to /8)."""
 
-    def __init__(self, channels: tuple[int, int, int]) -> None:
+    def __init__(self, channels: tuple[int, int, int], in_ch: int = 3) -> None:
         super().__init__()
-        ins = (3, *channels[:-1])
+        ins = (in_ch, *channels[:-1])
         self.convs = nn.ModuleList(BasicConv(i, o, 2) for i, o in zip(ins, channels, strict=True))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -249,14 +256,24 @@ class MattingHead(nn.Module):
 
 
 class DetailCapture(nn.Module):
-    """``features [B,D+1,h,w]``, ``image [B,3,16h,16w]`` (normalised) -> alpha ``[B,1,16h,16w]``."""
+    """``features [B,in_ch,h,w]``, ``image [B,3,16h,16w]`` (normalised) -> alpha ``[B,1,16h,16w]``.
+
+    With ``prompt_channel`` the features carry one more channel (the prompt's patch coverage)
+    and the image a fourth (the prompt mask at full resolution)."""
 
     def __init__(
-        self, in_ch: int, convstream: tuple[int, int, int], fusion: tuple[int, ...], head_hidden: int
+        self,
+        in_ch: int,
+        convstream: tuple[int, int, int],
+        fusion: tuple[int, ...],
+        head_hidden: int,
+        prompt_channel: bool = False,
     ):
         super().__init__()
-        self.convstream = ConvStream(convstream)
-        details = (convstream[2], convstream[1], convstream[0], 3)
+        self.prompt_channel = prompt_channel
+        in_ch, image_ch = (in_ch + 1, 4) if prompt_channel else (in_ch, 3)
+        self.convstream = ConvStream(convstream, image_ch)
+        details = (convstream[2], convstream[1], convstream[0], image_ch)
         ins = (in_ch, *fusion[:-1])
         self.fusion_blks = nn.ModuleList(
             FusionBlock(i + d, o) for i, d, o in zip(ins, details, fusion, strict=True)
@@ -307,7 +324,8 @@ class SMatDecoderPart(nn.Module):
         self, image: torch.Tensor, patch_tokens: torch.Tensor, class_token: torch.Tensor, prompt: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         s_h, s_w = image.shape[-2], image.shape[-1]
-        x = prepare_image(self.normalize, image, self.patch_size)
+        x = prepare_image(self.normalize, from_wire(image), self.patch_size)
+        patch_tokens, class_token = from_wire(patch_tokens), from_wire(class_token)
         prompt = F.pad(prompt, (0, x.shape[-1] - s_w, 0, x.shape[-2] - s_h))
         alpha, sim = decode_padded(
             self.prompt_cross_attn, self.decoder, self.stride, x, patch_tokens, class_token, prompt
@@ -342,7 +360,13 @@ def decode_padded(
     # The detail decoder treats the token grid as stride 16 (official); resizing to the same
     # size is the identity, so it is always done and a trace stays valid at any size.
     img = F.interpolate(x, size=(stride * h, stride * w), mode="bilinear", align_corners=False)
-    alpha = decoder(torch.cat([patch_tokens, sim], dim=1), img)
+    features = torch.cat([patch_tokens, sim], dim=1)
+    if decoder.prompt_channel:
+        coverage = F.interpolate(prompt, size=(h, w), mode="area")
+        features = torch.cat([features, coverage], dim=1)
+        full = F.interpolate(prompt, size=(stride * h, stride * w), mode="nearest")
+        img = torch.cat([img, full], dim=1)
+    alpha = decoder(features, img)
     alpha = F.interpolate(alpha, size=(x.shape[-2], x.shape[-1]), mode="bilinear", align_corners=False)
     return alpha, sim
 
@@ -361,7 +385,9 @@ class SMat(nn.Module):
             cfg.embed_dim, cfg.prompt_heads, cfg.prompt_ffn, cfg.prompt_dropout, batch_first=True
         )
         self.prompt_cross_attn = nn.TransformerDecoder(layer, 1)
-        self.decoder = DetailCapture(cfg.embed_dim + 1, cfg.convstream, cfg.fusion, cfg.head_hidden)
+        self.decoder = DetailCapture(
+            cfg.embed_dim + 1, cfg.convstream, cfg.fusion, cfg.head_hidden, cfg.prompt_channel
+        )
 
     def encode(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``image [B,3,S,S]`` -> ``(patch_tokens [B,D,h,w], class_token [B,D])``."""
@@ -389,7 +415,7 @@ class SMatEncoderExport(nn.Module):
         self.patch_size = model.cfg.patch_size
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.backbone(prepare_image(self.normalize, image, self.patch_size))
+        return self.backbone(prepare_image(self.normalize, from_wire(image), self.patch_size))
 
 
 class SMatDecoderExport(SMatDecoderPart):
@@ -438,6 +464,23 @@ class SMatPaddedDecoderExport(nn.Module):
         return decode_padded(
             self.prompt_cross_attn, self.decoder, self.stride, image, patch_tokens, class_token, prompt
         )
+
+
+def with_prompt_channel(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict without the prompt channel (``prompt_channel=False``) -> the same weights in
+    the ``prompt_channel=True`` layout, the new input channels zero: the network computes the same
+    function until training moves them (a fine-tuning start)."""
+    out = dict(state)
+    first = "decoder.convstream.convs.0.conv.weight"  # input: RGB -> RGB + prompt
+    out[first] = F.pad(state[first], (0, 0, 0, 0, 0, 1))
+    fusion = sorted(
+        k for k in state if k.startswith("decoder.fusion_blks.") and k.endswith("conv.conv.weight")
+    )
+    deepest, finest = fusion[0], fusion[-1]
+    out[deepest] = F.pad(state[deepest], (0, 0, 0, 0, 0, 1))  # [detail, features] + coverage
+    w = state[finest]  # [image (3), x] -> [image, prompt, x]
+    out[finest] = torch.cat([w[:, :3], torch.zeros_like(w[:, :1]), w[:, 3:]], dim=1)
+    return out
 
 
 def build_smat(preset: str = "tiny") -> SMat:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.common.wire import from_wire
 from models.iscn.config import PRESETS, ISCNConfig
 from models.iscn.decoder import ISCNDecoder
 from models.iscn.image_encoder import ISCNImageEncoder
@@ -60,7 +61,7 @@ class ISCNEncoderExport(nn.Module):
         self.image_encoder = model.image_encoder
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.image_encoder(image)
+        return self.image_encoder(from_wire(image))
 
 
 class ISCNDecoderExport(nn.Module):
@@ -85,8 +86,8 @@ class ISCNDecoderExport(nn.Module):
         has_prev: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.decoder(
-            features,
-            mask_features,
+            from_wire(features),
+            from_wire(mask_features),
             prompt_maps,
             prompt_kinds,
             text_embedding,

@@ -25,6 +25,7 @@ from torch import nn
 from models.common.lora import merge_lora
 from models.common.norm import ImageNormalizer
 from models.common.tensors import arange_like
+from models.common.wire import from_wire
 from models.semat.config import PRESETS, SEMatConfig
 from models.semat.image_encoder import ConditionLayer, SAMImageEncoder
 from models.semat.mask_decoder import MattingMaskDecoder
@@ -127,7 +128,7 @@ class SEMatExport(nn.Module):
         self.model = model
 
     def forward(self, image: torch.Tensor, box: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.model(image, box)
+        out = self.model(from_wire(image), box)
         return out["alpha"], out["trimap_logits"]
 
 

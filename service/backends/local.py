@@ -15,6 +15,7 @@ import anyio
 import numpy as np
 import torch
 
+from models.io_spec import to_wire
 from service.backends.base import InferenceBackend, NetworkInfo
 from service.errors import ModelNotReady
 
@@ -62,10 +63,7 @@ class LocalBackend(InferenceBackend):
                 "the server log says why."
             )
         io = self.networks[model].io
-        args = [
-            torch.from_numpy(np.ascontiguousarray(inputs[spec.base_name], dtype=spec.numpy_dtype))
-            for spec in io.inputs
-        ]
+        args = [torch.from_numpy(to_wire(spec, inputs[spec.base_name])) for spec in io.inputs]
 
         def run() -> dict[str, np.ndarray]:
             with torch.inference_mode():

@@ -22,7 +22,7 @@ tensor names, data types, per-item dims, batching) at start-up and again every
 ``CONFIG_RECHECK_S`` seconds when a network is used or readiness is asked: a network whose
 configuration differs (a partial rebuild, a repository of another version) is not ready,
 its calls answer 503 ``model_not_ready`` without reaching Triton, and readiness reports
-``{"triton:<network>": "config mismatch: input image__0 is FP16, expected FP32"}``.
+``{"triton:<network>": "config mismatch: input image__0 is FP16, expected UINT8"}``.
 
 The channel reconnects quickly (1 s maximum backoff) so recovery is not delayed by gRPC's
 default exponential backoff of up to two minutes. An inference call is idempotent (the networks
@@ -45,7 +45,7 @@ from tritonclient.grpc import KeepAliveOptions
 from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from models.io_spec import ModelIO, TensorSpec
+from models.io_spec import ModelIO, TensorSpec, to_wire
 from service.backends.base import InferenceBackend, NetworkInfo
 from service.errors import ApiError, BackendFailed, BackendUnavailable, ModelNotReady
 
@@ -216,7 +216,7 @@ class TritonBackend(InferenceBackend):
         io = info.io
         request = []
         for spec in io.inputs:
-            array = np.ascontiguousarray(inputs[spec.base_name], dtype=spec.numpy_dtype)
+            array = to_wire(spec, inputs[spec.base_name])
             tensor = grpcclient.InferInput(spec.name, list(array.shape), np_to_triton_dtype(array.dtype))
             tensor.set_data_from_numpy(array)
             request.append(tensor)

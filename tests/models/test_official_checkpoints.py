@@ -268,7 +268,8 @@ def test_semat_matches_the_official_forward(
     image, box = torch.from_numpy(frame.image)[None], torch.from_numpy(frame.box(*case["box"]))[None]
     with torch.no_grad():
         results = [(o["alpha"], o["trimap_logits"]) for o in (unmerged(image, box), merged(image, box))]
-        results.append(tuple(scripted(repo, "semat")(image, box)))
+        wire = torch.from_numpy(case["padded_rgb"].transpose(2, 0, 1).copy())[None]  # uint8, as it travels
+        results.append(tuple(scripted(repo, "semat")(wire, box)))
     for alpha, trimap in results:
         np.testing.assert_allclose(alpha.numpy(), case["alpha"], atol=ATOL)
         # The trimap logits reach ±12 (HQ-SAM: logits of two token heads summed); float32 sums

@@ -39,7 +39,7 @@ from tests.support.waiting import wait_until
 
 REPOSITORY = REPO_ROOT / "triton_repo"
 TEXT = {"type": "text", "text": "the large object on the left"}
-MISMATCH = "input image__0 is FP16, expected FP32"
+MISMATCH = "input image__0 is FP16, expected UINT8"
 
 # ------------------------------------------------------------------ without a server
 
