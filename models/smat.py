@@ -16,7 +16,7 @@ prompts.
   also enters the decoder directly — its patch coverage beside the similarity and, at full
   resolution, as a fourth image channel of the ConvStream (as ViTMatte's trimap does). A ViT
   trained from scratch gives no similarity map sharp enough for the pooled token alone to
-  localise a box's person; with the mask in the decoder's input the prompt is always honoured.
+  localise a box's person; with the mask in the decoder's input it sees where the prompt is.
 
 The service runs the backbone once per session (``smat_encoder``) and the rest every round
 (``smat_decoder``). Letterbox padding is black in the [0,1] domain (the official code pads
@@ -58,7 +58,7 @@ class SMatConfig:
 
 
 PRESETS: dict[str, SMatConfig] = {
-    "tiny": SMatConfig(),
+    "tiny": SMatConfig(prompt_channel=True),
     # DINOv2 ViT-S/14 + the official prompt decoder and ViTMatte detail capture.
     "paper": SMatConfig(
         img_size=518,

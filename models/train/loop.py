@@ -225,9 +225,10 @@ class Trainer:
         self.cfg = cfg
         self.console = console or Console()
         self.device = pick_device(cfg.device)
+        self.threads = torch.get_num_threads()
         if self.device.type == "cpu":
-            threads = cfg.threads or max(1, (os.cpu_count() or 1))
-            torch.set_num_threads(threads)
+            self.threads = cfg.threads or max(1, (os.cpu_count() or 1))
+            torch.set_num_threads(self.threads)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
         self.model = build_model(cfg.family, cfg.preset)
@@ -539,7 +540,7 @@ class Trainer:
                 "schedule": f"linear warmup {cfg.warmup_steps} steps, cosine to {cfg.min_lr_ratio} x lr",
                 "grad_clip": cfg.grad_clip,
             },
-            "device": f"{self.device.type} ({torch.get_num_threads()} threads)"
+            "device": f"{self.device.type} ({self.threads} threads)"
             if self.device.type == "cpu"
             else torch.cuda.get_device_name(self.device),
             "torch": torch.__version__,

@@ -78,3 +78,25 @@ def test_mrn_applies_prm_and_binarises_the_mask() -> None:
     torch.testing.assert_close(out["alpha"], again["alpha"])
     torch.testing.assert_close(out["alpha"], model.prm(out["alpha_os1"], out["alpha_os4"], out["alpha_os8"]))
     assert out["alpha"].min() >= 0 and out["alpha"].max() <= 1
+
+
+def test_the_prompt_channel_layout_starts_as_the_same_function() -> None:
+    """``with_prompt_channel``: weights without the prompt channel, laid out with it (new input
+    channels zero), compute the same alpha; the official layouts never have the channel."""
+    from dataclasses import replace
+
+    from models.smat import PRESETS, SMat, with_prompt_channel
+
+    assert PRESETS["tiny"].prompt_channel
+    assert not any(PRESETS[p].prompt_channel for p in ("paper", "parity"))
+    torch.manual_seed(0)
+    plain = SMat(replace(PRESETS["tiny"], img_size=64, prompt_channel=False)).eval()
+    widened = SMat(replace(PRESETS["tiny"], img_size=64)).eval()
+    widened.load_state_dict(with_prompt_channel(plain.state_dict()))
+    image, prompt = torch.rand(2, 3, 64, 64), torch.zeros(2, 1, 64, 64)
+    prompt[0, :, 10:50, 20:40] = 1.0
+    with torch.no_grad():
+        assert torch.equal(plain(image, prompt)["alpha"], widened(image, prompt)["alpha"])
+        # Once trained, the channel matters: the prompt changes the decoder's input directly.
+        widened.decoder.convstream.convs[0].conv.weight[:, 3].fill_(1.0)
+        assert not torch.equal(plain(image, prompt)["alpha"], widened(image, prompt)["alpha"])
