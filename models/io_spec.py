@@ -67,7 +67,7 @@ ISCN prompt encoding (rasterised at S/4 by the service):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -128,8 +128,8 @@ class TensorSpec:
 class BatchingSpec:
     """Serving policy written into ``config.pbtxt`` (and used by backends to chunk requests).
 
-    ``preferred_batch_sizes``: empty unless a measurement says otherwise (Triton's batcher then
-    forms the largest batch available within ``max_queue_delay_us``); ``max_queue_size`` and
+    ``preferred_batch_sizes``: the sizes ``python -m bench`` measured batching with (empty for the
+    native-resolution networks, whose requests rarely share a shape); ``max_queue_size`` and
     ``queue_timeout_us``: the queue is bounded, a request that cannot be queued or waits longer
     is rejected (Triton answers UNAVAILABLE: the API's 503 with Retry-After), so an overloaded
     server sheds load instead of building a backlog that times out on the clients anyway.
@@ -157,7 +157,7 @@ class ModelIO:
     preset: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    batching: BatchingSpec = field(default_factory=lambda: BatchingSpec(8, (), 2000))
+    batching: BatchingSpec
 
     def input(self, base_name: str) -> TensorSpec:
         """The input whose name starts with ``base_name`` (``image`` -> ``image__0``)."""
