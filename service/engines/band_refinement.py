@@ -121,12 +121,12 @@ def _solve_tile(photo: np.ndarray, alpha: np.ndarray, band: np.ndarray, params: 
     if min(band.shape) < 3:
         return alpha
     try:
-        laplacian = cf_laplacian(photo, is_known=~band)
         unknown, known = band.ravel(), ~band.ravel()
-        l_u = laplacian[unknown][:, unknown]
+        rows = cf_laplacian(photo, is_known=~band)[unknown]
+        l_u = rows[:, unknown]
         prior = alpha.ravel()[unknown]
         system = (l_u + params.prior_weight * sp.identity(l_u.shape[0], format="csr")).tocsr()
-        rhs = -laplacian[unknown][:, known].dot(alpha.ravel()[known]) + params.prior_weight * prior
+        rhs = -rows[:, known].dot(alpha.ravel()[known]) + params.prior_weight * prior
         x = cg(system, rhs, x0=prior, M=ichol(system), rtol=1e-5, maxiter=params.max_iterations)
     except (ValueError, ArithmeticError, RuntimeError, MemoryError) as exc:
         log.info("band refinement failed on a %dx%d tile (%s); keeping the upsampled matte", *band.shape, exc)
