@@ -9,18 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.native_refinement import network_like
 from models.eval.metrics import grad, sad
 from service.config import Settings
 from service.engines.band_refinement import BandRefinement, photo_matte, refine_band, uncertain_band
 from service.engines.upsampling import upsample_alpha
 from service.pipelines.factory import build_registry, close_registry
-
-
-def _network_like(alpha: np.ndarray, side: int = 256) -> np.ndarray:
-    h, w = alpha.shape
-    s = side / max(h, w)
-    small = cv2.resize(alpha, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-    return cv2.GaussianBlur(small, (3, 3), 0.8)
 
 
 def test_band_solved_at_native_resolution_on_synthetic_people() -> None:
@@ -30,7 +24,7 @@ def test_band_solved_at_native_resolution_on_synthetic_people() -> None:
 
     scene = SceneGenerator(seed=777).scene(1, size=(1024, 768))
     truth, photo = scene.alphas[0], scene.image
-    small = _network_like(truth)
+    small = network_like(truth)
     guided = upsample_alpha(small, photo)
     native = photo_matte(small, photo, BandRefinement())
     assert native.shape == truth.shape and native.dtype == np.float32
@@ -56,7 +50,7 @@ def test_a_large_band_is_solved_at_a_bounded_scale_and_keeps_the_photos_size() -
     scene = SceneGenerator(seed=777).scene(0, size=(600, 800))
     photo = cv2.resize(scene.image, (2400, 1800), interpolation=cv2.INTER_CUBIC)
     truth = cv2.resize(scene.alphas.sum(0), (2400, 1800), interpolation=cv2.INTER_CUBIC)
-    small = _network_like(np.clip(truth, 0, 1))
+    small = network_like(np.clip(truth, 0, 1))
     params = BandRefinement(max_unknown=20_000)
     factor = 2400 / small.shape[1]
     assert uncertain_band(upsample_alpha(small, photo), round(params.band_factor * factor)).sum() > 20_000
