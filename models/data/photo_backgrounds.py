@@ -118,6 +118,18 @@ def load_background(path: Path, long_side: int = 768) -> np.ndarray:
     return np.ascontiguousarray(bgr[..., ::-1])
 
 
+def background_set(
+    given: list[np.ndarray] | None = None,
+) -> tuple[list[np.ndarray], list[dict[str, str]]]:
+    """The background photos a compositor uses and what its provenance records about them:
+    ``given`` ones (tests), else every catalogue photo installed here, loaded."""
+    if given is not None:
+        return given, [{"source": "given", "file": f"#{i}"} for i in range(len(given))]
+    found = available_backgrounds()
+    sources = [{"source": e.source, "file": e.relpath, "licence": e.licence} for e, _ in found]
+    return [load_background(p) for _, p in found], sources
+
+
 def background_crop(photo: np.ndarray, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     """A random crop of ``photo`` (random scale 0.4–1.0 of the largest crop of aspect w/h,
     random flip) resized to ``h`` x ``w``: uint8 [h, w, 3]."""

@@ -26,7 +26,7 @@ import numpy as np
 
 from models.data.ccp import LICENCE, CCPDataset, Outfit, measure_outfit, person_matte, resize_photo
 from models.data.descriptions import describe_instances, measure_attributes
-from models.data.photo_backgrounds import available_backgrounds, background_crop, load_background
+from models.data.photo_backgrounds import background_crop, background_set
 from models.data.synthetic import Scene, centroid_x
 
 CUTOUT_LONG_SIDE = 384
@@ -125,15 +125,7 @@ class RealSceneGenerator:
     ) -> None:
         self.bank, self.seed = bank, int(seed)
         self.own_photo, self.max_people = float(own_photo), int(max_people)
-        if backgrounds is None:
-            found = available_backgrounds()
-            self.background_sources = [
-                {"source": e.source, "file": e.relpath, "licence": e.licence} for e, _ in found
-            ]
-            backgrounds = [load_background(p) for _, p in found]
-        else:
-            self.background_sources = [{"source": "given", "file": f"#{i}"} for i in range(len(backgrounds))]
-        self.backgrounds = backgrounds
+        self.backgrounds, self.background_sources = background_set(backgrounds)
         if not self.backgrounds:
             self.own_photo = 1.0  # no background package installed: CCP photos only
 
@@ -187,7 +179,7 @@ class RealSceneGenerator:
         comp = canvas
         for layer in reversed(layers):  # back to front
             comp = layer.premult + (1.0 - layer.alpha[..., None]) * comp
-        image = _finish(rng, comp)
+        image = finish_photo(rng, comp)
         order_lr = np.argsort([centroid_x(a) for a in alphas], kind="stable")
         alphas = np.ascontiguousarray(alphas[order_lr])
         outfits = [layers[i].outfit for i in order_lr]
@@ -284,7 +276,7 @@ def _visible(layers: list[_Layer], h: int, w: int) -> tuple[list[int], np.ndarra
         keep.pop(int(np.argmin(np.where(bad, vis / np.maximum(own[keep], 1.0), np.inf))))
 
 
-def _finish(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+def finish_photo(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     """Camera-like finish of a float [H, W, 3] composite in [0, 1]: noise, 8 bit, sometimes JPEG."""
     img = img * np.float32(255.0)
     sigma = rng.uniform(0.0, 3.0)

@@ -161,9 +161,11 @@ def parse_data_mix(spec: str) -> list[tuple[str, float]]:
     return out
 
 
-DATA_SOURCES = ("synthetic", "ccp")
+DATA_SOURCES = ("synthetic", "ccp", "ccp-closeup")
 """``synthetic``: procedural people (:class:`models.data.SceneGenerator`); ``ccp``: real
-Clothing Co-Parsing people over real backgrounds (:class:`models.data.real_scenes.RealSceneGenerator`)."""
+Clothing Co-Parsing people over real backgrounds (:class:`models.data.real_scenes.RealSceneGenerator`);
+``ccp-closeup``: close-ups of their silhouettes, hair mostly
+(:class:`models.data.closeups.CloseUpGenerator`)."""
 
 
 def make_pool(
@@ -177,13 +179,21 @@ def make_pool(
             pools.append((name, ScenePool(seed, size, pool_size, cache_dir), weight))
             continue
         from models.data.ccp import TRAIN
-        from models.data.real_scenes import CutoutBank, RealSceneGenerator
 
         if ccp_root is None:
-            raise ValueError("the ccp data source needs ccp_root (a clone of bearpaw/clothing-co-parsing)")
-        bank = CutoutBank(ccp_root, TRAIN, cache_dir)
-        generator = RealSceneGenerator(bank, seed)
-        pools.append((name, ScenePool(seed, size, pool_size, cache_dir, generator, tag="ccp"), weight))
+            raise ValueError(
+                f"the {name} data source needs ccp_root (a clone of bearpaw/clothing-co-parsing)"
+            )
+        if name == "ccp-closeup":
+            from models.data.ccp import CCPDataset
+            from models.data.closeups import CloseUpGenerator
+
+            generator: Any = CloseUpGenerator(CCPDataset(ccp_root, TRAIN), seed)
+        else:
+            from models.data.real_scenes import CutoutBank, RealSceneGenerator
+
+            generator = RealSceneGenerator(CutoutBank(ccp_root, TRAIN, cache_dir), seed)
+        pools.append((name, ScenePool(seed, size, pool_size, cache_dir, generator, tag=name), weight))
     if len(pools) == 1 and pools[0][0] == "synthetic":
         return pools[0][1]
     return MixedPool(pools, seed)
