@@ -12,6 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import anyio
 import numpy as np
@@ -35,8 +36,11 @@ _PROMPTS = TypeAdapter(list[Prompt])
 COMMIT_ATTEMPTS = 3
 
 
+Cached = np.ndarray | bytes | dict[str, np.ndarray]
+
+
 class ProcessCache:
-    """Per-session values kept in process memory (decoded images, feature bytes), keyed by
+    """Per-session values kept in process memory (decoded images, decoded features), keyed by
     ``(session_id, name)``, least recently used first out.
 
     Redis holds the source of truth; what is cached here never changes during a session (the
@@ -45,20 +49,22 @@ class ProcessCache:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple[str, str], np.ndarray | bytes] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str], Cached] = OrderedDict()
         self._bytes = 0
 
     @staticmethod
-    def _size(value: np.ndarray | bytes) -> int:
+    def _size(value: Cached) -> int:
+        if isinstance(value, dict):
+            return sum(a.nbytes for a in value.values())
         return value.nbytes if isinstance(value, np.ndarray) else len(value)
 
-    def get(self, sid: str, name: str) -> np.ndarray | bytes | None:
+    def get(self, sid: str, name: str) -> Any:
         item = self._items.get((sid, name))
         if item is not None:
             self._items.move_to_end((sid, name))
         return item
 
-    def put(self, sid: str, name: str, value: np.ndarray | bytes) -> None:
+    def put(self, sid: str, name: str, value: Cached) -> None:
         size = self._size(value)
         if (sid, name) in self._items or size > self.max_bytes:
             return
@@ -117,23 +123,21 @@ class MattingService:
         return image
 
     def _features(self, sid: str) -> FeatureCache:
-        """The session's feature cache: process memory first, then Redis (shared by replicas)."""
-
-        async def load(name: str) -> bytes | None:
-            data = self.cache.get(sid, f"features/{name}")
-            if data is None:
-                data = await self.store.features(sid, name)
-                if data is not None:
-                    self.cache.put(sid, f"features/{name}", data)
-            return data
+        """The session's feature cache: bytes in Redis (shared by replicas), the decoded arrays
+        in this process's memory."""
 
         async def save(name: str, data: bytes) -> bool:
-            stored = await self.store.put_features(sid, name, data)
-            if stored:
-                self.cache.put(sid, f"features/{name}", data)
-            return stored
+            return await self.store.put_features(sid, name, data)
 
-        return FeatureCache(load=load, save=save)
+        def recall(name: str) -> dict[str, np.ndarray] | None:
+            return self.cache.get(sid, f"features/{name}")
+
+        def keep(name: str, arrays: dict[str, np.ndarray]) -> None:
+            self.cache.put(sid, f"features/{name}", arrays)
+
+        return FeatureCache(
+            load=lambda name: self.store.features(sid, name), save=save, recall=recall, keep=keep
+        )
 
     @staticmethod
     def _urls(sid: str, n: int) -> tuple[str, str]:

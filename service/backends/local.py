@@ -63,7 +63,12 @@ class LocalBackend(InferenceBackend):
                 "the server log says why."
             )
         io = self.networks[model].io
-        args = [torch.from_numpy(to_wire(spec, inputs[spec.base_name])) for spec in io.inputs]
+        # Cached features are read-only (shared by a session's rounds); torch wants writable
+        # arrays even though the graph never writes its inputs, so those few are copied.
+        args = [
+            torch.from_numpy(np.require(to_wire(spec, inputs[spec.base_name]), requirements="W"))
+            for spec in io.inputs
+        ]
 
         def run() -> dict[str, np.ndarray]:
             with torch.inference_mode():

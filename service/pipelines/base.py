@@ -27,17 +27,33 @@ FOCUS_CONTEXT = 0.25  # margin around the boxes a focused pipeline sees, fractio
 _FOCUS_MAGIC = b"MSFOCUS1"
 
 
+Arrays = dict[str, np.ndarray]
+
+
+def _forget(name: str) -> Arrays | None:
+    return None
+
+
+def _drop(name: str, arrays: Arrays) -> None:
+    return None
+
+
 @dataclass
 class FeatureCache:
-    """Per-session storage for image features, keyed by network name (bytes in, bytes out)."""
+    """Per-session storage for image features, keyed by network name: ``load``/``save`` the
+    bytes every replica shares (Redis), ``recall``/``keep`` the decoded arrays in this process
+    (none by default), so a later round on the same replica neither reads nor unpacks them."""
 
     load: Callable[[str], Awaitable[bytes | None]]
     save: Callable[[str, bytes], Awaitable[object]]
+    recall: Callable[[str], Arrays | None] = _forget
+    keep: Callable[[str, Arrays], None] = _drop
 
     @classmethod
     def in_memory(cls) -> FeatureCache:
         """A cache held in a dict, for work without a session (one-shot, evaluation)."""
         store: dict[str, bytes] = {}
+        decoded: dict[str, Arrays] = {}
 
         async def load(name: str) -> bytes | None:
             return store.get(name)
@@ -45,12 +61,18 @@ class FeatureCache:
         async def save(name: str, value: bytes) -> None:
             store[name] = value
 
-        return cls(load, save)
+        def keep(name: str, arrays: Arrays) -> None:
+            decoded[name] = arrays
+
+        return cls(load, save, decoded.get, keep)
 
     def scoped(self, scope: str) -> FeatureCache:
         """The same store with names suffixed by ``@scope`` (features of a region of the photo)."""
         return FeatureCache(
-            lambda name: self.load(f"{name}@{scope}"), lambda name, v: self.save(f"{name}@{scope}", v)
+            lambda name: self.load(f"{name}@{scope}"),
+            lambda name, v: self.save(f"{name}@{scope}", v),
+            lambda name: self.recall(f"{name}@{scope}"),
+            lambda name, arrays: self.keep(f"{name}@{scope}", arrays),
         )
 
 

@@ -23,11 +23,12 @@ def pack_arrays(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def unpack_arrays(data: bytes) -> dict[str, np.ndarray]:
-    """Inverse of ``pack_arrays``; floats come back as float32."""
+def unpack_arrays(data: bytes, floats: type = np.float32) -> dict[str, np.ndarray]:
+    """Inverse of ``pack_arrays``; floats come back as ``floats`` (float16: as packed, no copy)."""
     with np.load(io.BytesIO(data), allow_pickle=False) as archive:
         return {
-            k: archive[k].astype(np.float32) if archive[k].dtype.kind == "f" else archive[k] for k in archive
+            k: archive[k].astype(floats, copy=False) if archive[k].dtype.kind == "f" else archive[k]
+            for k in archive
         }
 
 
@@ -98,13 +99,22 @@ class NetworkRunner:
 
     async def cached(self, features: FeatureCache, network: str, image: np.ndarray) -> dict[str, np.ndarray]:
         """``network``'s outputs on the letterboxed ``image``, from the session cache or computed
-        (and cached) now."""
+        (and cached) now. Floats come back as float16, the precision they are cached at (and
+        travel at: cached features are FP16 on the wire); the arrays are read-only."""
+        arrays = features.recall(network)
+        if arrays is not None:
+            return arrays
         data = await features.load(network)
         if data is not None:
-            return unpack_arrays(data)
-        outputs = await self.run(network, image=image)
-        await features.save(network, pack_arrays(outputs))
-        return {k: v.astype(np.float16).astype(np.float32) for k, v in outputs.items()}
+            arrays = unpack_arrays(data, floats=np.float16)
+        else:
+            outputs = await self.run(network, image=image)
+            await features.save(network, pack_arrays(outputs))
+            arrays = {k: v.astype(np.float16) if v.dtype.kind == "f" else v for k, v in outputs.items()}
+        for array in arrays.values():
+            array.flags.writeable = False
+        features.keep(network, arrays)
+        return arrays
 
 
 class NetworkPipeline(NetworkRunner, Pipeline):

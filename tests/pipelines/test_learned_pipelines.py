@@ -82,10 +82,23 @@ async def test_dfimat_encodes_once_and_rounds_reuse_features_and_state() -> None
         s4 = pipeline.size // 4
         assert output.state.startswith(b"MSFOCUS1")
         assert unpack_arrays(output.state[24:])["prev_mask"].shape == (s4, s4)
+    # Later rounds neither read nor unpack the feature bytes: the decoded arrays are kept.
+    loads: list[str] = []
+    shared = FeatureCache.in_memory()
+    kept = FeatureCache(lambda n: loads.append(n) or shared.load(n), shared.save, shared.recall, shared.keep)
+    for n in (1, 2, 3):
+        await pipeline.run_round(RoundInput(image, [box, click], [click], None, None, kept, n))
+    assert len(loads) == 1, "only round 1 looks in the shared store"
+    decoded = shared.recall(f"iscn_encoder@{region}")
+    assert decoded["features"].dtype == np.float16 and not decoded["features"].flags.writeable
+    assert np.array_equal(
+        decoded["features"],
+        unpack_arrays(await shared.load(f"iscn_encoder@{region}"), floats=np.float16)["features"],
+    )
     # Without a box, the session's own features serve every round.
     click = ClickPrompt(x=60, y=90, label="fg")
     await pipeline.run_round(RoundInput(image, [click], [click], None, None, features, 1))
-    assert backend.calls["iscn_encoder"] == 2
+    assert backend.calls["iscn_encoder"] == 3  # the new cache computed the region's once
     await backend.close()
 
 
@@ -110,6 +123,9 @@ def test_feature_packing_is_compact_and_lossless_to_fp16() -> None:
     assert back["features"].dtype == np.float32 and back["kinds"].dtype == arrays["kinds"].dtype
     assert np.array_equal(back["features"], arrays["features"].astype(np.float16).astype(np.float32))
     assert np.array_equal(back["kinds"], arrays["kinds"])
+    as_packed = unpack_arrays(pack_arrays(arrays), floats=np.float16)
+    assert as_packed["features"].dtype == np.float16
+    assert np.array_equal(as_packed["features"], arrays["features"].astype(np.float16))
     assert stability_score(np.zeros((4, 4))) == 1.0
     assert stability_score(np.full((4, 4), 0.5)) == 0.0
 
