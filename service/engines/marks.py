@@ -90,12 +90,18 @@ def _geodesic(costs: np.ndarray, domain: np.ndarray, seeds: np.ndarray) -> np.nd
     # the same distances outside the seeds (and keeps MCP's start list short).
     rim = sources & ~cv2.erode(sources.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     starts = np.argwhere(rim)
+    out = np.full(domain.shape, np.inf)
     if len(starts) == 0:
-        return np.full(domain.shape, np.inf)
-    walled = np.where(domain, costs, np.inf)
-    distance, _ = MCP_Geometric(walled).find_costs(starts)
-    distance[sources] = 0.0
-    return np.where(domain, distance, np.inf)
+        return out
+    # Paths cannot leave the domain, so the search runs on its bounding box only (exact).
+    ys, xs = np.nonzero(domain)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    inner = domain[y0:y1, x0:x1]
+    walled = np.where(inner, costs[y0:y1, x0:x1], np.inf)
+    distance, _ = MCP_Geometric(walled).find_costs(starts - (y0, x0))
+    distance[sources[y0:y1, x0:x1]] = 0.0
+    out[y0:y1, x0:x1] = np.where(inner, distance, np.inf)
+    return out
 
 
 def _removed_region(inside: np.ndarray, fg: np.ndarray, bg: np.ndarray, costs: np.ndarray) -> np.ndarray:
