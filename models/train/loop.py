@@ -40,7 +40,12 @@ from torch.utils.data import DataLoader
 from models.registry import build_model
 from models.train.data import DEFAULT_POOL_SIZE, StepBatches, make_pool
 from models.train.tasks import FAMILIES, Task, init_output_priors, load_frozen_iscn, make_task
-from models.train.validate import ccp_validation_targets, validate, validation_targets
+from models.train.validate import (
+    ccp_closeup_validation_targets,
+    ccp_validation_targets,
+    validate,
+    validation_targets,
+)
 
 DEFAULT_LR: dict[str, float] = {"iscn": 5e-4, "mrn": 1e-3, "semat": 4e-4, "smat": 5e-4, "instmatt": 1e-3}
 NEEDS_ISCN = ("mrn", "instmatt")
@@ -489,6 +494,7 @@ class Trainer:
             sets = {"": validation_targets(cfg.val_targets, cfg.val_scene_size)}
             if cfg.ccp_root is not None:
                 sets["ccp_"] = ccp_validation_targets(cfg.ccp_root, cfg.val_targets, cfg.size)
+                sets["ccp_closeup_"] = ccp_closeup_validation_targets(cfg.ccp_root, cfg.val_targets, cfg.size)
             for prefix, targets in sets.items():
                 for size in cfg.val_sizes or tuple(dict.fromkeys((cfg.size, 512))):
                     t0 = time.perf_counter()

@@ -78,6 +78,16 @@ def ccp_validation_targets(
     return _targets(gen, count, size, max_per_scene)
 
 
+def ccp_closeup_validation_targets(ccp_root, count: int = 50, size: int = 256) -> list[ValTarget]:
+    """``count`` close-ups (:class:`models.data.closeups.CloseUpGenerator`, seed 90210) of CCP's
+    *validation* split, one target each."""
+    from models.data.ccp import VALIDATION, CCPDataset
+    from models.data.closeups import CloseUpGenerator
+
+    gen = CloseUpGenerator(CCPDataset(ccp_root, VALIDATION), VALIDATION_SEED)
+    return _targets(gen, count, size, 1)
+
+
 def _image(box: Letterbox, image: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(box.image(image))[None].to(device)
 

@@ -69,3 +69,13 @@ def test_closeup_source_reads_the_training_split_only(ccp_root: Path, tmp_path: 
     assert scene.image.shape[2] == 3 and scene.alphas.max() <= 1.0
     with pytest.raises(ValueError, match="ccp_root"):
         make_pool("ccp-closeup", 3, 128, 8, tmp_path, None)
+
+
+def test_closeup_validation_targets_come_from_the_validation_split(ccp_root: Path) -> None:
+    from models.train.validate import ccp_closeup_validation_targets
+
+    targets = ccp_closeup_validation_targets(ccp_root, count=3, size=128)
+    assert len(targets) == 3 and all(t.name.startswith("ccp-closeup-90210-") for t in targets)
+    assert all(t.alphas.shape[0] == 1 and t.image.shape[:2] == t.alpha.shape for t in targets)
+    again = ccp_closeup_validation_targets(ccp_root, count=3, size=128)
+    assert all(np.array_equal(a.alpha, b.alpha) for a, b in zip(targets, again, strict=True))
