@@ -74,10 +74,28 @@ class ProcessCache:
             _, dropped = self._items.popitem(last=False)
             self._bytes -= self._size(dropped)
 
+    def discard(self, sid: str, name: str) -> None:
+        """Forget one value of session ``sid`` (nothing if it is not here)."""
+        item = self._items.pop((sid, name), None)
+        if item is not None:
+            self._bytes -= self._size(item)
+
     def drop(self, sid: str) -> None:
         """Forget everything of session ``sid``."""
         for key in [k for k in self._items if k[0] == sid]:
             self._bytes -= self._size(self._items.pop(key))
+
+
+def _quantised_png(alpha: np.ndarray) -> tuple[np.ndarray, bytes]:
+    """A matte's 8-bit form and its PNG."""
+    u8 = alpha_to_u8(alpha)
+    return u8, encode_png(u8)
+
+
+def _alpha_key(record: RoundRecord) -> str:
+    """The process-cache name of a committed round's 8-bit matte. Rounds are renumbered by undo,
+    so the name carries the record's creation time as well as its number."""
+    return f"alpha/{record.round}/{record.created_at}"
 
 
 def _ms_since(start: float) -> float:
@@ -138,6 +156,18 @@ class MattingService:
         return FeatureCache(
             load=lambda name: self.store.features(sid, name), save=save, recall=recall, keep=keep
         )
+
+    async def _previous_alpha(self, sid: str, n: int, history: list[RoundRecord]) -> np.ndarray | None:
+        """Round ``n``'s matte (float32 (H, W), as its 8-bit PNG holds it), or None before round 1:
+        from this replica's memory when it committed that round, else decoded from Redis."""
+        if n < 1:
+            return None
+        if len(history) == n:
+            kept = self.cache.get(sid, _alpha_key(history[-1]))
+            if kept is not None:
+                return kept.astype(np.float32) / np.float32(255.0)
+        data = await self.store.alpha(sid, n)
+        return decode_alpha_png(data) if data else None
 
     @staticmethod
     def _urls(sid: str, n: int) -> tuple[str, str]:
@@ -291,8 +321,7 @@ class MattingService:
                 )
             pipeline = await self.registry.resolve(request.model or meta.model, prompts)
             image = await self._image(sid)
-            previous_png = await self.store.alpha(sid, n)
-            previous_alpha = decode_alpha_png(previous_png) if previous_png else None
+            previous_alpha = await self._previous_alpha(sid, n, history)
             previous_state = await self.store.state(sid, n)
         output = await pipeline.run_round(
             RoundInput(
@@ -307,7 +336,7 @@ class MattingService:
         )
         timer.ms.update(output.timings_ms)
         with timer.stage("encode"):
-            alpha_png = await anyio.to_thread.run_sync(lambda: encode_png(alpha_to_u8(output.alpha)))
+            alpha_u8, alpha_png = await anyio.to_thread.run_sync(lambda: _quantised_png(output.alpha))
         record = RoundRecord(
             round=n + 1,
             model=pipeline.name,
@@ -323,6 +352,9 @@ class MattingService:
                 sid, expected_rounds=n, record=record, alpha_png=alpha_png, state=output.state
             )
         record.round = committed
+        if committed == n + 1:
+            self.cache.discard(sid, _alpha_key(history[-1]) if history else "")
+            self.cache.put(sid, _alpha_key(record), alpha_u8)
         result = self._result(meta, record)
         result.timings_ms = {k: round(v, 2) for k, v in timer.ms.items()}
         return result
