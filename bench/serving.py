@@ -9,7 +9,10 @@ Triton backend, then measures on ~1 MP photos:
     batching on vs off — the same server, the same inputs, one run, alternating;
 (c) end-to-end round latency / the backend's own compute time for that round (Triton's
     compute counters, input + infer + output, summed over the round's networks);
-(d) Redis bytes of a session with a 1 MP photo after 5 rounds (``MEMORY USAGE``).
+(d) Redis bytes of a session with a 1 MP photo after 5 rounds (``MEMORY USAGE``);
+plus the median latency of a later round at 1 MP and at 12 MP, the rounds' stage breakdown
+(their ``timings_ms``), and the seconds from the API process's start to ``/healthz`` and to
+``/readyz``.
 
 Photos: ``--data DIR`` (images, with alpha mattes if the folder has a matting layout) or,
 by default, synthetic people scenes at 1152x864. Prints a table and writes JSON.
@@ -105,6 +108,7 @@ def session_figures(
 ) -> dict:
     """(a), (c) and (d) over sequential sessions."""
     ratios, overheads, sizes, round_ms, create_ms = [], [], [], [], []
+    stages: dict[str, list[float]] = {}
     client = httpx.Client(base_url=api.url, timeout=300)
     for k, (image, target) in enumerate(items):
         _, jpeg = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
@@ -129,6 +133,9 @@ def session_figures(
             backend_s = (compute_us(triton) - before) / 1e6
             latencies.append(latency)
             overheads.append(latency / backend_s if backend_s > 0 else float("nan"))
+            if r > 0:
+                for stage, ms in answer.json()["timings_ms"].items():
+                    stages.setdefault(stage, []).append(ms)
             png = client.get(answer.json()["alpha_url"]).content
             previous = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE) / 255.0
         ratios.append(statistics.mean(latencies[1:]) / (creation + latencies[0]))
@@ -145,7 +152,46 @@ def session_figures(
         "c_e2e_over_backend": statistics.median(overheads),
         "d_redis_bytes_per_session": statistics.mean(sizes),
         "photo_pixels": int(items[0][0].shape[0] * items[0][0].shape[1]),
+        "stages_rounds_2_5_ms": {k: statistics.median(v) for k, v in stages.items()},
     }
+
+
+def startup_figures(api: ServerProcess, started: float, timeout_s: float = 300.0) -> dict:
+    """Seconds from the API process's start to ``/healthz`` (``api`` has just answered it) and
+    to ``/readyz`` (Redis, Triton, every network and the text encoder ready)."""
+    healthz = time.perf_counter() - started
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if httpx.get(f"{api.url}/readyz", timeout=10).status_code == 200:
+            break
+        time.sleep(0.05)
+    return {"startup_healthz_s": healthz, "startup_readyz_s": time.perf_counter() - started}
+
+
+def large_photo_round_ms(api: ServerProcess, image: np.ndarray, target: np.ndarray, rounds: int = 3) -> float:
+    """Median latency of rounds 2.. of one session on ``image`` scaled to 12 MP (4000x3000)."""
+    big = cv2.resize(image, (4000, 3000), interpolation=cv2.INTER_CUBIC)
+    big_target = cv2.resize(target.astype(np.float32), (4000, 3000), interpolation=cv2.INTER_LINEAR)
+    client = httpx.Client(base_url=api.url, timeout=300)
+    _, jpeg = cv2.imencode(".jpg", big[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
+    created = client.post(
+        "/v1/sessions", files={"image": ("big.jpg", jpeg.tobytes(), "image/jpeg")}, data={"model": "dfimat"}
+    )
+    created.raise_for_status()
+    sid = created.json()["session_id"]
+    simulator = UserSimulator("box", seed=0, rounds=rounds)
+    previous, latencies = None, []
+    for r in range(rounds):
+        prompts = [p.model_dump(mode="json") for p in simulator.round_prompts(r, big_target, previous)]
+        start = time.perf_counter()
+        answer = client.post(f"/v1/sessions/{sid}/rounds", json={"prompts": prompts})
+        latencies.append(time.perf_counter() - start)
+        answer.raise_for_status()
+        png = client.get(answer.json()["alpha_url"]).content
+        previous = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE) / 255.0
+    client.delete(f"/v1/sessions/{sid}")
+    client.close()
+    return 1000 * statistics.median(latencies[1:])
 
 
 def round_inputs(
@@ -243,6 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         console.print("starting Triton (triton-local) ...")
         triton.start()
+        started = time.perf_counter()
         api = ServerProcess(
             port=free_port(),
             env={
@@ -254,9 +301,13 @@ def main(argv: list[str] | None = None) -> None:
                 "MATTESERVE_TRITON_TIMEOUT_S": "300",
             },
         ).start()
+        startup = startup_figures(api, started)
         items = photos(args.data, args.photos)
         console.print(f"sessions: {len(items)} photos x {args.rounds} rounds ...")
         figures = session_figures(api, triton, redis.Redis.from_url(url), items, args.rounds)
+        figures.update(startup)
+        console.print("a session on a 12 MP photo ...")
+        figures["round_ms_12mp"] = large_photo_round_ms(api, *items[0])
         inputs = round_inputs(triton, *items[0])
         console.print(f"throughput at concurrency {args.concurrency} ...")
         throughput(triton, inputs, "", args.concurrency, 1)  # warm both twins
@@ -310,7 +361,25 @@ def main(argv: list[str] | None = None) -> None:
         "<= 2 MB",
         "after 5 rounds, MEMORY USAGE",
     )
+    table.add_row(
+        "median round 2+ latency",
+        f"{figures['a_rounds_2_5_ms']:.0f} ms",
+        "",
+        f"{figures['photo_pixels'] / 1e6:.2f} MP; 12 MP: {figures['round_ms_12mp']:.0f} ms",
+    )
+    table.add_row(
+        "start-up: /healthz, /readyz",
+        f"{figures['startup_healthz_s']:.1f} s, {figures['startup_readyz_s']:.1f} s",
+        "seconds",
+        "from the API process's start; /readyz includes Triton, every network and the text encoder",
+    )
     console.print(table)
+    stages = Table(title="a round 2..5 by stage (median ms, the round's timings_ms)")
+    stages.add_column("stage")
+    stages.add_column("ms", justify="right")
+    for stage, ms in sorted(figures["stages_rounds_2_5_ms"].items(), key=lambda kv: -kv[1]):
+        stages.add_row(stage, f"{ms:.1f}")
+    console.print(stages)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps(figures, indent=2))
     console.print(f"wrote {args.out / 'bench.json'}")

@@ -7,6 +7,7 @@ L2-normalised float32 [384]. Loading takes ~10 s, so it happens once, lazily, pe
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 TEXT_DIM = 384
+log = logging.getLogger(__name__)
 
 
 class MiniLMEncoder:
@@ -26,6 +28,29 @@ class MiniLMEncoder:
         self._model: Any = None
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._loader: threading.Thread | None = None
+        self.load_error: str | None = None
+
+    def start_loading(self) -> None:
+        """Load the model in a background thread (a server's start-up must not wait ~10 s for
+        it); :attr:`loading` is True until it is done, :attr:`load_error` says why it failed."""
+        if self._model is not None or self._loader is not None:
+            return
+
+        def run() -> None:
+            try:
+                self.load()
+            except Exception as exc:  # reported by readiness and by the rounds that need it
+                log.exception("the MiniLM text encoder could not be loaded")
+                self.load_error = type(exc).__name__
+
+        self._loader = threading.Thread(target=run, name="minilm-load", daemon=True)
+        self._loader.start()
+
+    @property
+    def loading(self) -> bool:
+        """Whether a background load (:meth:`start_loading`) is still running."""
+        return self._loader is not None and self._loader.is_alive()
 
     def load(self) -> None:
         """Load the model now (otherwise the first ``encode`` does)."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import redis
 
 from service.process import ServerProcess, start_server
 from service.redis_runtime import DEFAULT_LOCAL_URL, RedisProcess, answers, start_redis
+from tests.support.waiting import wait_until
 
 API_KEYS = "alice-key:alice,bob-key:bob,carol-key:carol"
 ALICE = {"Authorization": "Bearer alice-key"}
@@ -58,10 +60,20 @@ def server_env(redis_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def ready_server(env: dict[str, str]) -> ServerProcess:
+    """A server started with ``env`` once ``/readyz`` says everything is loaded (the text encoder
+    loads in the background after ``/healthz`` answers; a text round before that gets 503)."""
+    server = start_server(env)
+    if not wait_until(lambda: httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200, 120):
+        server.stop()
+        raise RuntimeError(f"server not ready within 120 s:\n{server.log()}")
+    return server
+
+
 @pytest.fixture(scope="session")
 def api_server(redis_url: str) -> Iterator[ServerProcess]:
     """One real server process for the whole run."""
-    server = start_server(server_env(redis_url))
+    server = ready_server(server_env(redis_url))
     yield server
     server.stop()
 
@@ -69,7 +81,7 @@ def api_server(redis_url: str) -> Iterator[ServerProcess]:
 @pytest.fixture(scope="session")
 def second_server(redis_url: str) -> Iterator[ServerProcess]:
     """A second server process sharing the same Redis (stateless replicas)."""
-    server = start_server(server_env(redis_url))
+    server = ready_server(server_env(redis_url))
     yield server
     server.stop()
 

@@ -12,11 +12,19 @@ from service.pipelines.base import FeatureCache, Pipeline, RoundInput, RoundOutp
 from service.pipelines.routing import FALLBACK_ORDER, situation
 
 if TYPE_CHECKING:
+    from models.text import MiniLMEncoder
     from service.backends import InferenceBackend
     from service.pipelines.instances import InstanceMatting
 
 __all__ = ["FeatureCache", "Pipeline", "PipelineRegistry", "RoundInput", "RoundOutput", "Timer"]
 log = logging.getLogger(__name__)
+
+
+def text_status(text: MiniLMEncoder) -> str:
+    """``ok`` (loaded, or loaded on first use), ``loading`` or ``failed`` (the log says why)."""
+    if text.loading:
+        return "loading"
+    return "failed" if text.load_error else "ok"
 
 
 class PipelineRegistry:
@@ -28,15 +36,21 @@ class PipelineRegistry:
         routes: dict[str, str],
         backend: InferenceBackend | None = None,
         instances: InstanceMatting | None = None,
+        text: MiniLMEncoder | None = None,
     ) -> None:
         self.pipelines = {p.name: p for p in pipelines}
         self.routes = routes
         self.backend = backend
         self.instances = instances
+        self.text = text
 
     async def backend_checks(self) -> dict[str, str]:
-        """Readiness of the inference backend (empty when only weight-free pipelines run)."""
-        return await self.backend.health() if self.backend is not None else {}
+        """Readiness of the inference backend and of the text encoder (empty when only
+        weight-free pipelines run): ``ok`` or a reason."""
+        checks = await self.backend.health() if self.backend is not None else {}
+        if self.text is not None:
+            checks["text_encoder"] = text_status(self.text)
+        return checks
 
     def get(self, name: str) -> Pipeline:
         try:

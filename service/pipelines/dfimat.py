@@ -30,6 +30,7 @@ from models.text import TEXT_DIM, MiniLMEncoder
 from schemas.prompts import TextPrompt
 from service.backends import InferenceBackend
 from service.engines.band_refinement import BandRefinement, photo_matte
+from service.errors import ModelNotReady
 from service.pipelines.base import FeatureCache, RoundInput, RoundOutput, Timer
 from service.pipelines.networks import NetworkPipeline, pack_arrays, stability_score, unpack_arrays
 
@@ -87,6 +88,12 @@ class DFIMatPipeline(NetworkPipeline):
         texts = [p.text.strip() for p in request.prompts if isinstance(p, TextPrompt)]
         if not texts:
             return np.zeros(TEXT_DIM, np.float32), np.zeros(1, np.float32)
+        if self.text.loading:
+            raise ModelNotReady(
+                "The text encoder is still loading (a few seconds after start-up); retry shortly."
+            )
+        if self.text.load_error:
+            raise ModelNotReady("The text encoder could not be loaded; the server log says why.")
         vector = await anyio.to_thread.run_sync(
             lambda: self.text.encode([texts[-1]])[0], limiter=self.limiter
         )

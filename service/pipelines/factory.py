@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 
 import anyio
 
@@ -41,6 +40,7 @@ async def build_registry(settings: Settings, limiter: anyio.CapacityLimiter) -> 
     backend = create_backend(settings, limiter)
     await backend.start()
     instances = None
+    text = None
     if backend.networks:
         text = shared_encoder()
         dfimat = DFIMatPipeline(
@@ -65,13 +65,13 @@ async def build_registry(settings: Settings, limiter: anyio.CapacityLimiter) -> 
             official=settings.instance_matting == "instmatt_official",
             official_max_side=settings.official_max_side,
         )
-        if dfimat.trained and not text.loaded:
-            # MiniLM takes ~10 s to load: do it now, off the event loop, not in the first text round.
-            threading.Thread(target=text.load, name="minilm-load", daemon=True).start()
+        if dfimat.trained:
+            # MiniLM takes ~10 s to load: in the background, not in start-up nor in the first text round.
+            text.start_loading()
     else:
         log.warning("no networks in %s: serving the classical engine only", settings.model_repository)
     routes = load_routes(settings.auto_routes, settings.model_repository / "auto_routes.json")
-    return PipelineRegistry(pipelines, routes, backend=backend, instances=instances)
+    return PipelineRegistry(pipelines, routes, backend=backend, instances=instances, text=text)
 
 
 async def close_registry(registry: PipelineRegistry) -> None:

@@ -8,6 +8,7 @@ the evaluation's business (``matteserve eval``).
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 
 import anyio
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 import redis
 
+from models.text import MiniLMEncoder
 from service.backends.base import read_networks
 from service.backends.local import LocalBackend
 from service.config import REPO_ROOT
@@ -262,3 +264,41 @@ def test_a_replica_reads_a_sessions_features_from_redis_once(
     third = {"type": "click", "x": 150, "y": 160, "label": "fg"}
     assert run_round(second_server, sid, [third], ALICE).status_code == 200
     assert redis_client.exists(key), "another replica recomputed and shared them"
+
+
+class SlowMiniLM(MiniLMEncoder):
+    """The real encoder whose loading waits until the test lets it go (a slow start-up)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = threading.Event()
+
+    def load(self) -> None:
+        self.go.wait(60)
+        super().load()
+
+
+@pytest.mark.anyio
+async def test_a_text_round_while_the_text_encoder_loads_answers_503_not_a_hang() -> None:
+    from schemas.prompts import TextPrompt
+    from service.errors import ModelNotReady
+    from service.pipelines import PipelineRegistry
+
+    backend = LocalBackend(REPOSITORY, read_networks(REPOSITORY), anyio.CapacityLimiter(2), threads=1)
+    await backend.start()
+    text = SlowMiniLM()
+    pipeline = DFIMatPipeline(backend, text=text, limiter=anyio.CapacityLimiter(2))
+    registry = PipelineRegistry([pipeline], {}, backend=backend, text=text)
+    text.start_loading()
+    image, _, _ = two_objects(120, 160)
+    prompt = TextPrompt(text="the person on the left")
+    request = RoundInput(image, [prompt], [prompt], None, None, FeatureCache.in_memory(), 1)
+    assert (await registry.backend_checks())["text_encoder"] == "loading"
+    with anyio.fail_after(5), pytest.raises(ModelNotReady) as refused:
+        await pipeline.run_round(request)
+    assert refused.value.status == 503 and refused.value.retry_after_s > 0
+    text.go.set()
+    await anyio.to_thread.run_sync(text._loader.join, 60)
+    assert (await registry.backend_checks())["text_encoder"] == "ok" and text.loaded
+    assert (await pipeline.run_round(request)).alpha.shape == (120, 160)
+    await backend.close()
