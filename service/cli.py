@@ -401,7 +401,11 @@ async def _eval_stages(data: str, limit: int | None, max_instances: int):
 @app.command("eval-instances")
 def eval_instances(
     data: Annotated[
-        str, typer.Option(help="A multi-instance folder (HIM2K or image/ + alpha/<id>/<k>.png).")
+        str,
+        typer.Option(
+            help="A multi-instance folder (HIM2K or image/ + alpha/<id>/<k>.png) or a single-instance "
+            "one (one person per photo), optionally ?column=value on its sources.csv."
+        ),
     ],
     min_area: Annotated[int, typer.Option(help="Ignore ground-truth people under this many pixels.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
@@ -419,16 +423,16 @@ def eval_instances(
 async def _eval_instances(data: str, min_area: int) -> dict:
     import anyio
 
-    from models.data.layouts import open_folder
     from service.config import Settings
     from service.evaluation.instances import evaluate_instances
+    from service.evaluation.samples import open_selected
     from service.pipelines.factory import build_registry, close_registry
 
     registry = await build_registry(Settings(), anyio.CapacityLimiter(os.cpu_count() or 1))
     try:
         if registry.instances is None:
             raise typer.BadParameter("instance matting is not available on this backend")
-        report = await evaluate_instances(registry.instances, open_folder(data), min_area)
+        report = await evaluate_instances(registry.instances, open_selected(data), min_area)
     finally:
         await close_registry(registry)
     return {"data": data, **report.summary(), "failure_examples": report.failures[:3]}

@@ -65,6 +65,17 @@ def selected_ids(root: Path, query: str) -> set[str] | None:
     return {row["id"] for row in rows if row.get(column) == value}
 
 
+def open_selected(spec: str):
+    """The folder loader of ``spec`` (a folder, optionally ``?column=value``; see
+    :func:`selected_ids`) with only the selected items."""
+    source = spec.partition("?")[0]
+    folder = open_folder(source)
+    keep = selected_ids(Path(source), spec.partition("?")[2])
+    if keep is not None:
+        folder.items = [item for item in folder.items if item[2] in keep]
+    return folder
+
+
 def read_trimap(root: Path, name: str) -> np.ndarray | None:
     """``root/trimap[s]/<name>.png`` quantised to 0/128/255, or None."""
     for folder in ("trimap", "trimaps"):
@@ -90,10 +101,7 @@ def samples(spec: str, *, max_instances: int = 3, limit: int | None = None) -> I
         scenes: Iterator[Scene | Sample] = (generator.scene(i, size=size) for i in range(count))
     else:
         root = Path(source)
-        folder = open_folder(root)
-        keep = selected_ids(root, spec.partition("?")[2])
-        if keep is not None:
-            folder.items = [item for item in folder.items if item[2] in keep]
+        folder = open_selected(spec)
         scenes = (_load(folder, i) for i in range(len(folder)))
     produced = 0
     for scene in scenes:
