@@ -43,9 +43,10 @@ class ProcessCache:
     """Per-session values kept in process memory (decoded images, decoded features), keyed by
     ``(session_id, name)``, least recently used first out.
 
-    Redis holds the source of truth; what is cached here never changes during a session (the
-    uploaded image, features computed from it), so a replica that ran a session's earlier round
-    reads neither again: no re-decoding of a large JPEG, no feature bytes from Redis per round."""
+    Redis holds the source of truth; what is cached here never changes once written (the
+    uploaded image, features computed from it, the 8-bit matte of a committed round record), so
+    a replica that ran a session's earlier round reads none of it again: no re-decoding of a
+    large JPEG, no feature bytes and no previous matte from Redis per round."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
