@@ -389,7 +389,10 @@ def test_server_is_healthy_and_nothing_was_lost_after_the_bad_inputs(
     five_hundreds = [
         line
         for line in metrics.splitlines()
-        if line.startswith("matteserve_http_request_duration_seconds_count") and 'status="5' in line
+        if line.startswith("matteserve_http_request_duration_seconds_count")
+        and 'status="5' in line
+        # /readyz answers 503 while the text encoder loads (the fixture waits for it): a report, not an error
+        and 'route="/readyz"' not in line
     ]
     assert five_hundreds == []
 
