@@ -52,6 +52,13 @@ class MiniLMEncoder:
         """Whether a background load (:meth:`start_loading`) is still running."""
         return self._loader is not None and self._loader.is_alive()
 
+    @property
+    def status(self) -> str:
+        """``ok`` (loaded, or loaded on first use), ``loading`` or ``failed`` (the log says why)."""
+        if self.loading:
+            return "loading"
+        return "failed" if self.load_error else "ok"
+
     def load(self) -> None:
         """Load the model now (otherwise the first ``encode`` does)."""
         with self._lock:

@@ -20,13 +20,6 @@ __all__ = ["FeatureCache", "Pipeline", "PipelineRegistry", "RoundInput", "RoundO
 log = logging.getLogger(__name__)
 
 
-def text_status(text: MiniLMEncoder) -> str:
-    """``ok`` (loaded, or loaded on first use), ``loading`` or ``failed`` (the log says why)."""
-    if text.loading:
-        return "loading"
-    return "failed" if text.load_error else "ok"
-
-
 class PipelineRegistry:
     """The pipelines this process serves, and the ``auto`` routing table."""
 
@@ -49,7 +42,7 @@ class PipelineRegistry:
         weight-free pipelines run): ``ok`` or a reason."""
         checks = await self.backend.health() if self.backend is not None else {}
         if self.text is not None:
-            checks["text_encoder"] = text_status(self.text)
+            checks["text_encoder"] = self.text.status
         return checks
 
     def get(self, name: str) -> Pipeline:

@@ -88,12 +88,13 @@ class DFIMatPipeline(NetworkPipeline):
         texts = [p.text.strip() for p in request.prompts if isinstance(p, TextPrompt)]
         if not texts:
             return np.zeros(TEXT_DIM, np.float32), np.zeros(1, np.float32)
-        if self.text.loading:
+        status = self.text.status
+        if status != "ok":
             raise ModelNotReady(
                 "The text encoder is still loading (a few seconds after start-up); retry shortly."
+                if status == "loading"
+                else "The text encoder could not be loaded; the server log says why."
             )
-        if self.text.load_error:
-            raise ModelNotReady("The text encoder could not be loaded; the server log says why.")
         vector = await anyio.to_thread.run_sync(
             lambda: self.text.encode([texts[-1]])[0], limiter=self.limiter
         )
