@@ -161,10 +161,10 @@ def startup_figures(api: ServerProcess, started: float, timeout_s: float = 300.0
     to ``/readyz`` (Redis, Triton, every network and the text encoder ready)."""
     healthz = time.perf_counter() - started
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if httpx.get(f"{api.url}/readyz", timeout=10).status_code == 200:
-            break
-        time.sleep(0.05)
+    while httpx.get(f"{api.url}/readyz", timeout=10).status_code != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the API was not ready {timeout_s:.0f} s after /healthz:\n{api.log()}")
+        time.sleep(0.05)  # polling the condition itself; the interval bounds the figure's resolution
     return {"startup_healthz_s": healthz, "startup_readyz_s": time.perf_counter() - started}
 
 

@@ -83,8 +83,8 @@ class ProcessCache:
 
     def drop(self, sid: str) -> None:
         """Forget everything of session ``sid``."""
-        for key in [k for k in self._items if k[0] == sid]:
-            self._bytes -= self._size(self._items.pop(key))
+        for _, name in [k for k in self._items if k[0] == sid]:
+            self.discard(sid, name)
 
 
 def _quantised_png(alpha: np.ndarray) -> tuple[np.ndarray, bytes]:
@@ -353,8 +353,9 @@ class MattingService:
                 sid, expected_rounds=n, record=record, alpha_png=alpha_png, state=output.state
             )
         record.round = committed
-        if committed == n + 1:
-            self.cache.discard(sid, _alpha_key(history[-1]) if history else "")
+        if committed == n + 1:  # the next round's previous matte; the one before is not needed again
+            if history:
+                self.cache.discard(sid, _alpha_key(history[-1]))
             self.cache.put(sid, _alpha_key(record), alpha_u8)
         result = self._result(meta, record)
         result.timings_ms = {k: round(v, 2) for k, v in timer.ms.items()}
