@@ -28,7 +28,7 @@ import numpy as np
 from skimage.graph import MCP_Geometric
 
 from schemas.prompts import ClickPrompt, Prompt, ScribblePrompt
-from service.prompts import boxes, draw_marks
+from service.prompts import boxes, draw_marks, shift_prompt
 
 WORK_SIDE = 384
 EDGE_WEIGHT = 40.0  # path cost per unit of colour-gradient magnitude (RGB in [0, 1]) per pixel
@@ -43,31 +43,84 @@ def has_marks(prompts: Sequence[Prompt]) -> bool:
     return any(isinstance(p, ClickPrompt | ScribblePrompt) for p in prompts)
 
 
-def honour_marks(image: np.ndarray, alpha: np.ndarray, prompts: Sequence[Prompt]) -> np.ndarray:
+def working_scale(height: int, width: int) -> float:
+    """The factor from a photo of ``height`` x ``width`` to the marks' working copy (<= 1)."""
+    return min(1.0, WORK_SIDE / max(height, width))
+
+
+def edge_costs(image: np.ndarray) -> np.ndarray:
+    """The path costs of ``image`` (H, W, 3 uint8 RGB) at the working size: float32 (h, w),
+    1 + EDGE_WEIGHT * |grad I|. They depend on the photo alone, so a session computes them once
+    and passes them to every round's :func:`honour_marks`."""
+    height, width = image.shape[:2]
+    scale = working_scale(height, width)
+    if scale != 1.0:
+        h, w = max(1, round(height * scale)), max(1, round(width * scale))
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    return _edge_costs(image)
+
+
+def honour_marks(
+    image: np.ndarray, alpha: np.ndarray, prompts: Sequence[Prompt], costs: np.ndarray | None = None
+) -> np.ndarray:
     """``alpha`` (H, W) float32 in [0, 1] of ``image`` (H, W, 3 uint8 RGB) corrected so that every
-    click and scribble of ``prompts`` holds (see the module doc). Returns a new array."""
+    click and scribble of ``prompts`` holds (see the module doc). ``costs``: :func:`edge_costs`
+    of ``image`` when the caller keeps them (computed here otherwise). Returns a new array."""
     if not has_marks(prompts):
         return alpha
     height, width = alpha.shape
-    scale = min(1.0, WORK_SIDE / max(height, width))
+    scale = working_scale(height, width)
     h, w = max(1, round(height * scale)), max(1, round(width * scale))
     small = alpha if scale == 1.0 else cv2.resize(alpha, (w, h), interpolation=cv2.INTER_AREA)
-    guide = image if scale == 1.0 else cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
     fg, bg = draw_marks(prompts, h, w, scale=scale, click_radius=max(1, round(2 * scale)))
     inside = small >= 0.5
-    costs = _edge_costs(guide)
-    remove = _removed_region(inside, fg > 0, bg > 0, costs)
-    add = _added_region(inside, fg > 0, bg > 0, costs, _outside_boxes(prompts, h, w, scale))
+    path_costs = (edge_costs(image) if costs is None else costs).astype(np.float64)
+    remove = _removed_region(inside, fg > 0, bg > 0, path_costs)
+    add = _added_region(inside, fg > 0, bg > 0, path_costs, _outside_boxes(prompts, h, w, scale))
     out = alpha.astype(np.float32, copy=True)
     if remove.any() or add.any():
         change = add.astype(np.float32) - remove.astype(np.float32)
         if scale != 1.0:
             change = cv2.resize(change, (width, height), interpolation=cv2.INTER_LINEAR)
-        out = np.where(change < 0, out * (1.0 + change), out + (1.0 - out) * np.clip(change, 0.0, 1.0))
-    fg_full, bg_full = draw_marks(prompts, height, width, scale=1.0, click_radius=2)
-    out[fg_full > 0] = 1.0
-    out[bg_full > 0] = 0.0
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+        # Only where the change is non-zero does the blend alter the matte (exactly: x * 1 and
+        # x + y * 0 are x), so it runs on the change's bounding box.
+        rows, cols = np.flatnonzero(change.any(axis=1)), np.flatnonzero(change.any(axis=0))
+        if len(rows):
+            box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+            part, delta = out[box], change[box]
+            out[box] = np.where(
+                delta < 0, part * (1.0 + delta), part + (1.0 - part) * np.clip(delta, 0.0, 1.0)
+            )
+    _write_marks(out, prompts)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def _write_marks(alpha: np.ndarray, prompts: Sequence[Prompt]) -> None:
+    """Sets ``alpha`` (H, W) to 1 under the foreground marks and 0 under the background ones, at
+    full resolution, drawing only the marks' bounding box."""
+    height, width = alpha.shape
+    xs, ys, pad = [], [], 3  # click radius 2 at full resolution, plus a pixel of rounding
+    for p in prompts:
+        if isinstance(p, ClickPrompt):
+            xs.append(p.x)
+            ys.append(p.y)
+        elif isinstance(p, ScribblePrompt):
+            pts = np.asarray(p.points, np.float64).reshape(-1, 2)
+            xs += [pts[:, 0].min(), pts[:, 0].max()]
+            ys += [pts[:, 1].min(), pts[:, 1].max()]
+            pad = max(pad, int(np.ceil(p.radius)) + 2)
+    if not xs:
+        return
+    # An even corner keeps the marks' rounding (half to even) the same as at full size.
+    x0, x1 = max(0, int(np.floor(min(xs))) - pad) & ~1, min(width, int(np.ceil(max(xs))) + pad + 1)
+    y0, y1 = max(0, int(np.floor(min(ys))) - pad) & ~1, min(height, int(np.ceil(max(ys))) + pad + 1)
+    if x0 >= x1 or y0 >= y1:
+        return
+    shifted = [shift_prompt(p, x0, y0) for p in prompts if isinstance(p, ClickPrompt | ScribblePrompt)]
+    fg, bg = draw_marks(shifted, y1 - y0, x1 - x0, scale=1.0, click_radius=2)
+    part = alpha[y0:y1, x0:x1]
+    part[fg > 0] = 1.0
+    part[bg > 0] = 0.0
 
 
 def _edge_costs(image: np.ndarray) -> np.ndarray:
@@ -78,8 +131,8 @@ def _edge_costs(image: np.ndarray) -> np.ndarray:
     gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3)
     magnitude = np.sqrt(gx * gx + gy * gy)
     if magnitude.ndim == 3:
-        magnitude = magnitude.max(axis=2)
-    return (1.0 + EDGE_WEIGHT * magnitude).astype(np.float64)
+        magnitude = np.maximum(np.maximum(magnitude[..., 0], magnitude[..., 1]), magnitude[..., 2])
+    return 1.0 + EDGE_WEIGHT * magnitude
 
 
 def _geodesic(costs: np.ndarray, domain: np.ndarray, seeds: np.ndarray) -> np.ndarray:

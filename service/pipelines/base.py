@@ -19,10 +19,11 @@ import numpy as np
 
 from schemas.prompts import Prompt, PromptKind
 from schemas.system import ModelInfo
-from service.engines.marks import has_marks, honour_marks
+from service.engines.marks import edge_costs, has_marks, honour_marks
 from service.errors import UnsupportedPrompt
 from service.prompts import focus_region, shift_prompt
 
+MARKS_COSTS = "marks_costs"  # the process-cache name of the marks' path costs (depend on the photo only)
 FOCUS_CONTEXT = 0.25  # margin around the boxes a focused pipeline sees, fraction of their size
 _FOCUS_MAGIC = b"MSFOCUS1"
 
@@ -74,6 +75,18 @@ class FeatureCache:
             lambda name: self.recall(f"{name}@{scope}"),
             lambda name, arrays: self.keep(f"{name}@{scope}", arrays),
         )
+
+
+async def _marks_costs(request: RoundInput) -> np.ndarray:
+    """The photo's path costs for honouring marks, computed once per session and replica and kept
+    in the process (``FeatureCache.keep``: they are cheaper to compute than to fetch)."""
+    kept = request.features.recall(MARKS_COSTS)
+    if kept is not None:
+        return kept["costs"]
+    costs = await anyio.to_thread.run_sync(edge_costs, request.image)
+    costs.flags.writeable = False
+    request.features.keep(MARKS_COSTS, {"costs": costs})
+    return costs
 
 
 @dataclass
@@ -159,8 +172,9 @@ class Pipeline(abc.ABC):
         if has_marks(request.prompts):
             timer = Timer()
             with timer.stage("marks"):
+                costs = await _marks_costs(request)
                 output.alpha = await anyio.to_thread.run_sync(
-                    honour_marks, request.image, output.alpha, request.prompts
+                    honour_marks, request.image, output.alpha, request.prompts, costs
                 )
             output.timings_ms = {**output.timings_ms, **timer.ms}
         return output
