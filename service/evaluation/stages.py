@@ -6,6 +6,8 @@ the only prompt, and replaces one stage at a time by the ground truth:
 
 * ``iscn``: ISCN's coarse mask (S/4) against the ground truth (IoU at 0.5);
 * ``iscn+mrn``: the served pipeline without corrections: MRN on ISCN's mask, guided upsampling;
+* ``iscn-mask+closed-form``: closed-form matting on the trimap of ISCN's own mask instead (the
+  weight-free refiner given the localiser as it is);
 * ``gt-mask+mrn``: MRN fed the ground-truth mask at ISCN's resolution (a perfect localiser);
 * ``gt-mask+closed-form``: closed-form matting (pymatting) on the trimap of that same mask
   (COCO-Matting's adaptive band), at the photo's resolution: the weight-free refiner;
@@ -43,6 +45,7 @@ from service.prompts import focus_region
 STAGES = (
     "iscn",
     "iscn+mrn",
+    "iscn-mask+closed-form",
     "gt-mask+mrn",
     "gt-mask+closed-form",
     "gt-mask+mrn bilinear",
@@ -103,9 +106,11 @@ async def stage_table(dfimat, items: list[Sample], progress: Callable[[], None] 
         request = RoundInput(image, [prompt], [prompt], None, None, FeatureCache.in_memory(), 1)
         probability = await dfimat.localise(request, box, lb, Timer())
         coarse = cv2.resize(probability, (size, size), interpolation=cv2.INTER_LINEAR)
-        table.add("iscn", np.clip(box.to_original(coarse), 0, 1), gt)
+        iscn_mask = np.clip(box.to_original(coarse), 0, 1)
+        table.add("iscn", iscn_mask, gt)
         refined = await dfimat.run("mrn", image=lb, mask=coarse[None])
         table.add("iscn+mrn", upsample_alpha(box.crop(refined["alpha"][0]), image), gt)
+        table.add("iscn-mask+closed-form", _closed_form(image, iscn_mask >= 0.5), gt)
 
         gt_coarse = cv2.resize(box.plane(gt, stride=4), (size, size), interpolation=cv2.INTER_LINEAR)
         oracle = await dfimat.run("mrn", image=lb, mask=(gt_coarse >= 0.5).astype(np.float32)[None])
