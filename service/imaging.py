@@ -119,10 +119,15 @@ def alpha_to_u8(alpha: np.ndarray) -> np.ndarray:
     return scaled.astype(np.uint8)
 
 
+def long_side_scale(height: int, width: int, max_side: int) -> float:
+    """The factor (<= 1) that brings the long side of a (height, width) photo to ``max_side``."""
+    return min(1.0, max_side / max(height, width))
+
+
 def resize_long_side(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     """Downscale so that the long side is at most ``max_side`` (area filter). Returns (image, scale)."""
     height, width = image.shape[:2]
-    scale = min(1.0, max_side / max(height, width))
+    scale = long_side_scale(height, width, max_side)
     if scale >= 1.0:
         return image, 1.0
     size = (max(1, round(width * scale)), max(1, round(height * scale)))

@@ -56,11 +56,14 @@ class BandRefinement:
     max_iterations: int = 500
 
 
-def photo_matte(alpha: np.ndarray, image: np.ndarray, refinement: BandRefinement | None) -> np.ndarray:
+def photo_matte(
+    alpha: np.ndarray, image: np.ndarray, refinement: BandRefinement | None, guide: np.ndarray | None = None
+) -> np.ndarray:
     """A working-resolution matte ``alpha`` (h, w) in [0, 1] covering ``image`` (H, W, 3 uint8)
-    -> the float32 (H, W) matte: guided upsampling, then :func:`refine_band` when ``refinement``
-    is given and the matte came from a resolution at least ``min_factor`` below the photo's."""
-    full = upsample_alpha(alpha, image)
+    -> the float32 (H, W) matte: guided upsampling (``guide``: see ``upsample_alpha``), then
+    :func:`refine_band` when ``refinement`` is given and the matte came from a resolution at
+    least ``min_factor`` below the photo's."""
+    full = upsample_alpha(alpha, image, guide)
     if refinement is None:
         return full
     factor = max(image.shape[0] / max(alpha.shape[0], 1), image.shape[1] / max(alpha.shape[1], 1))

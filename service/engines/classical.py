@@ -41,7 +41,7 @@ from pymatting import estimate_alpha_cf
 from schemas.prompts import BoxPrompt, Prompt, TextPrompt
 from service.engines.band_refinement import BandRefinement, photo_matte
 from service.errors import UnsupportedPrompt
-from service.imaging import resize_long_side
+from service.imaging import long_side_scale, resize_long_side
 from service.prompts import boxes, draw_marks
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,7 @@ def matte(
     previous_alpha: np.ndarray | None = None,
     previous_models: ColourModels | None = None,
     params: ClassicalParams = ClassicalParams(),
+    work: np.ndarray | None = None,
 ) -> ClassicalResult:
     """Compute an alpha matte for ``image`` (H, W, 3 uint8 RGB) from all marks so far.
 
@@ -117,7 +118,9 @@ def matte(
     ``new_prompts`` the current round's, whose background marks may remove regions of
     ``previous_alpha`` (H, W float in [0, 1], the last round's matte, or None in round 1);
     ``previous_models`` the colour models that round left (resumed when given with a
-    previous matte). Returns the float32 (H, W) alpha in [0, 1] and the colour models.
+    previous matte); ``work`` the photo at the working size (``resize_long_side(image,
+    params.max_side)[0]``) when the caller keeps it from round to round. Returns the float32
+    (H, W) alpha in [0, 1] and the colour models.
     Raises ``UnsupportedPrompt`` for text prompts and when no mark says where the
     foreground is.
     """
@@ -126,7 +129,10 @@ def matte(
             "The classical engine cannot use text prompts; use model 'dfimat', or give a box, "
             "clicks or scribbles."
         )
-    work, scale = resize_long_side(image, params.max_side)
+    if work is None:
+        work, scale = resize_long_side(image, params.max_side)
+    else:
+        scale = long_side_scale(*image.shape[:2], params.max_side)
     if max(work.shape[:2]) < MIN_WORK_SIDE and min(work.shape[:2]) >= MIN_GRABCUT_SIDE:
         # A small box's region: GrabCut's colour models and the solver need pixels to work on.
         scale = min(MIN_WORK_SIDE / max(work.shape[:2]), 8.0)
@@ -170,7 +176,10 @@ def matte(
             mask = _seed_mask(fg_seed, bg_seed, box_mask, previous)
     trimap = _trimap(mask, fg_seed, bg_seed, max(2, round(params.band_fraction * long_side)))
     alpha_work = _solve_alpha(work, trimap, mask)
-    return ClassicalResult(photo_matte(alpha_work.astype(np.float32), image, params.refinement), models)
+    # A downscaled working copy is the area-filtered photo the guided upsampling would compute again.
+    guide = work.astype(np.float32) / 255.0 if scale < 1.0 else None
+    alpha = photo_matte(alpha_work.astype(np.float32), image, params.refinement, guide)
+    return ClassicalResult(alpha, models)
 
 
 def _solve_alpha(work: np.ndarray, trimap: np.ndarray, mask: np.ndarray) -> np.ndarray:

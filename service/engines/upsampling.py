@@ -52,8 +52,16 @@ def guided_coefficients(
     return _box(a), _box(b)
 
 
-def upsample_alpha(alpha: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """``alpha`` (h, w) float in [0, 1] covering the photo -> float32 (H, W) for ``image`` (H, W, 3 uint8)."""
+def guide_at(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The guide of :func:`upsample_alpha`: ``image`` (H, W, 3 uint8) at (height, width) by the
+    area filter, float32 in [0, 1] (what a letterboxed network input holds, inside the frame)."""
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
+
+def upsample_alpha(alpha: np.ndarray, image: np.ndarray, guide: np.ndarray | None = None) -> np.ndarray:
+    """``alpha`` (h, w) float in [0, 1] covering the photo -> float32 (H, W) for ``image`` (H, W, 3
+    uint8). ``guide``: :func:`guide_at` of the photo at (h, w) when the caller has it already (a
+    pipeline's letterboxed input, the classical engine's working copy); computed here otherwise."""
     height, width = image.shape[:2]
     small_h, small_w = alpha.shape
     alpha = np.clip(alpha.astype(np.float32), 0.0, 1.0)
@@ -73,12 +81,11 @@ def upsample_alpha(alpha: np.ndarray, image: np.ndarray) -> np.ndarray:
     sy, sx = height / small_h, width / small_w
     top, bottom = int(np.floor(y0 * sy)), min(height, int(np.ceil(y1 * sy)))
     left, right = int(np.floor(x0 * sx)), min(width, int(np.ceil(x1 * sx)))
-    guide_small = cv2.resize(image, (small_w, small_h), interpolation=cv2.INTER_AREA)
+    if guide is None:
+        guide = guide_at(image, small_h, small_w)
     # Coefficients matter within one box radius of the band (they are box-averaged once more).
     solve_at = cv2.dilate(band_small[y0:y1, x0:x1], np.ones((4 * RADIUS + 1, 4 * RADIUS + 1), np.uint8)) > 0
-    a, b = guided_coefficients(
-        alpha[y0:y1, x0:x1], guide_small[y0:y1, x0:x1].astype(np.float32) / 255.0, where=solve_at
-    )
+    a, b = guided_coefficients(alpha[y0:y1, x0:x1], np.ascontiguousarray(guide[y0:y1, x0:x1]), where=solve_at)
     size = (right - left, bottom - top)
     a = cv2.resize(a, size, interpolation=cv2.INTER_LINEAR)
     b = cv2.resize(b, size, interpolation=cv2.INTER_LINEAR)

@@ -77,16 +77,17 @@ class FeatureCache:
         )
 
 
-async def _marks_costs(request: RoundInput) -> np.ndarray:
-    """The photo's path costs for honouring marks, computed once per session and replica and kept
-    in the process (``FeatureCache.keep``: they are cheaper to compute than to fetch)."""
-    kept = request.features.recall(MARKS_COSTS)
+async def kept_array(features: FeatureCache, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """``compute()`` (a value of the photo alone: a resized copy, path costs), computed in a worker
+    thread once per session and replica and kept in this process (``FeatureCache.keep``; cheaper
+    to compute again elsewhere than to ship through Redis). Read-only."""
+    kept = features.recall(name)
     if kept is not None:
-        return kept["costs"]
-    costs = await anyio.to_thread.run_sync(edge_costs, request.image)
-    costs.flags.writeable = False
-    request.features.keep(MARKS_COSTS, {"costs": costs})
-    return costs
+        return kept["array"]
+    array = await anyio.to_thread.run_sync(compute)
+    array.flags.writeable = False
+    features.keep(name, {"array": array})
+    return array
 
 
 @dataclass
@@ -172,7 +173,7 @@ class Pipeline(abc.ABC):
         if has_marks(request.prompts):
             timer = Timer()
             with timer.stage("marks"):
-                costs = await _marks_costs(request)
+                costs = await kept_array(request.features, MARKS_COSTS, lambda: edge_costs(request.image))
                 output.alpha = await anyio.to_thread.run_sync(
                     honour_marks, request.image, output.alpha, request.prompts, costs
                 )

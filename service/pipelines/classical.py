@@ -6,7 +6,8 @@ import anyio
 
 from schemas.system import ModelInfo
 from service.engines.classical import ClassicalParams, ColourModels, matte
-from service.pipelines.base import Pipeline, RoundInput, RoundOutput, Timer
+from service.imaging import long_side_scale, resize_long_side
+from service.pipelines.base import Pipeline, RoundInput, RoundOutput, Timer, kept_array
 
 
 class ClassicalPipeline(Pipeline):
@@ -26,6 +27,15 @@ class ClassicalPipeline(Pipeline):
 
     async def compute_round(self, request: RoundInput) -> RoundOutput:
         timer = Timer()
+        max_side = self.params.max_side
+        work = None
+        with timer.stage("prepare"):
+            if long_side_scale(*request.image.shape[:2], max_side) < 1.0:
+                work = await kept_array(
+                    request.features,
+                    f"classical_work/{max_side}",
+                    lambda: resize_long_side(request.image, max_side)[0],
+                )
         with timer.stage("matting"):
             result = await anyio.to_thread.run_sync(
                 lambda: matte(
@@ -35,6 +45,7 @@ class ClassicalPipeline(Pipeline):
                     previous_alpha=request.previous_alpha,
                     previous_models=ColourModels.from_bytes(request.previous_state),
                     params=self.params,
+                    work=work,
                 ),
                 limiter=self.limiter,
             )

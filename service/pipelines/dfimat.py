@@ -32,7 +32,13 @@ from service.backends import InferenceBackend
 from service.engines.band_refinement import BandRefinement, photo_matte
 from service.errors import ModelNotReady
 from service.pipelines.base import FeatureCache, RoundInput, RoundOutput, Timer
-from service.pipelines.networks import NetworkPipeline, pack_arrays, stability_score, unpack_arrays
+from service.pipelines.networks import (
+    NetworkPipeline,
+    frame_guide,
+    pack_arrays,
+    stability_score,
+    unpack_arrays,
+)
 
 ENCODER, DECODER, REFINER = "iscn_encoder", "iscn_decoder", "mrn"
 REFINERS = ("mrn", "mgmatting")
@@ -81,7 +87,7 @@ class DFIMatPipeline(NetworkPipeline):
         timer = Timer()
         with timer.stage("iscn_encoder"):
             box = Letterbox(*image.shape[:2], self.size)
-            await self.cached(features, ENCODER, box.image(image))
+            await self.cached(features, ENCODER, await self.letterboxed(features, image, box))
         return timer.ms
 
     async def _embed(self, request: RoundInput) -> tuple[np.ndarray, np.ndarray]:
@@ -138,7 +144,7 @@ class DFIMatPipeline(NetworkPipeline):
         timer = Timer()
         box = Letterbox(*request.image.shape[:2], self.size)
         with timer.stage("prepare"):
-            image = box.image(request.image)
+            image = await self.letterboxed(request.features, request.image, box)
         probability = await self.localise(request, box, image, timer)
         if self.refiner == "mgmatting":
             alpha = await self._mgmatting(request.image, box, probability, timer)
@@ -148,7 +154,9 @@ class DFIMatPipeline(NetworkPipeline):
                 refined = await self.run(REFINER, image=image, mask=coarse)
             with timer.stage("upsample"):
                 alpha = await anyio.to_thread.run_sync(
-                    lambda: photo_matte(box.crop(refined["alpha"][0]), request.image, self.refinement),
+                    lambda: photo_matte(
+                        box.crop(refined["alpha"][0]), request.image, self.refinement, frame_guide(image, box)
+                    ),
                     limiter=self.limiter,
                 )
         state = pack_arrays({"prev_mask": probability})

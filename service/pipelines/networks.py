@@ -7,11 +7,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from models.prompting import Letterbox
 from schemas.system import ModelInfo, NetworkStatus
 from service.backends import InferenceBackend
 from service.engines.band_refinement import BandRefinement
 from service.errors import ModelNotReady
-from service.pipelines.base import FeatureCache, Pipeline
+from service.pipelines.base import FeatureCache, Pipeline, kept_array
 
 
 def pack_arrays(arrays: dict[str, np.ndarray]) -> bytes:
@@ -38,6 +39,14 @@ def stability_score(alpha: np.ndarray, low: float = 0.4, high: float = 0.6) -> f
     loose = alpha > low
     union = int(loose.sum())
     return 1.0 if union == 0 else float((alpha > high).sum() / union)
+
+
+def frame_guide(frame: np.ndarray, box: Letterbox) -> np.ndarray:
+    """The guided upsampling's guide from a letterboxed frame [3, S, S] (``Letterbox.image``):
+    (h, w, 3) float32, the photo inside the frame. The same values as ``upsampling.guide_at``
+    computes from the photo (the same area filter and scaling), so the upsampling need not
+    resize the photo a second time."""
+    return np.ascontiguousarray(box.crop(frame).transpose(1, 2, 0))
 
 
 class NetworkRunner:
@@ -96,6 +105,11 @@ class NetworkRunner:
         ``outputs`` named (None: all) come back."""
         results = await self.backend.infer(network, {k: v[None] for k, v in inputs.items()}, outputs)
         return {k: v[0] for k, v in results.items()}
+
+    async def letterboxed(self, features: FeatureCache, image: np.ndarray, box: Letterbox) -> np.ndarray:
+        """``image`` (H, W, 3 uint8) letterboxed for the networks, float32 [3, S, S]
+        (``Letterbox.image``), computed once per session and replica (read-only)."""
+        return await kept_array(features, f"letterbox/{box.size}", lambda: box.image(image))
 
     async def cached(self, features: FeatureCache, network: str, image: np.ndarray) -> dict[str, np.ndarray]:
         """``network``'s outputs on the letterboxed ``image``, from the session cache or computed

@@ -23,7 +23,7 @@ from service.backends import InferenceBackend
 from service.engines.band_refinement import BandRefinement, photo_matte
 from service.errors import UnsupportedPrompt
 from service.pipelines.base import RoundInput, RoundOutput, Timer
-from service.pipelines.networks import NetworkPipeline, stability_score
+from service.pipelines.networks import NetworkPipeline, frame_guide, stability_score
 
 
 class SEMatPipeline(NetworkPipeline):
@@ -51,31 +51,33 @@ class SEMatPipeline(NetworkPipeline):
             self.focus_on_boxes = False
             self.description = "SEMat with the authors' released weights (imported): box-prompted matting."
 
-    def _round_inputs(
+    async def _round_inputs(
         self, request: RoundInput
-    ) -> tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    ) -> tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray], np.ndarray | None]:
         """(framed image [3,S,S], box [4] in the frame, crop of an output plane to the photo's
-        part): demo.py's contract for the authors' weights, our letterbox for ours."""
+        part, the upsampling's guide or None): demo.py's contract for the authors' weights, our
+        letterbox (kept per session) for ours."""
         union = box_union(request.prompts)
         if union is None:
             raise UnsupportedPrompt("Model 'semat' needs a box.", code="prompt_required")
         if self.official:
-            frame = semat_frame(request.image, self.size)
-            return frame.image, frame.box(*union), frame.crop
+            frame = await anyio.to_thread.run_sync(
+                semat_frame, request.image, self.size, limiter=self.limiter
+            )
+            return frame.image, frame.box(*union), frame.crop, None
         box = Letterbox(*request.image.shape[:2], self.size)
-        return box.image(request.image), semat_box(request.prompts, box), box.crop
+        image = await self.letterboxed(request.features, request.image, box)
+        return image, semat_box(request.prompts, box), box.crop, frame_guide(image, box)
 
     async def compute_round(self, request: RoundInput) -> RoundOutput:
         timer = Timer()
         with timer.stage("prepare"):
-            image, prompt, crop = await anyio.to_thread.run_sync(
-                self._round_inputs, request, limiter=self.limiter
-            )
+            image, prompt, crop, guide = await self._round_inputs(request)
         with timer.stage("semat"):
             outputs = await self.run("semat", outputs=("alpha",), image=image, box=prompt)
         with timer.stage("upsample"):
             alpha = await anyio.to_thread.run_sync(
-                lambda: photo_matte(crop(outputs["alpha"][0]), request.image, self.refinement),
+                lambda: photo_matte(crop(outputs["alpha"][0]), request.image, self.refinement, guide),
                 limiter=self.limiter,
             )
         return RoundOutput(alpha=alpha, score=stability_score(alpha), timings_ms=timer.ms)

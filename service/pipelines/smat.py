@@ -28,7 +28,7 @@ from models.smat import prepare_smat
 from service.backends import InferenceBackend
 from service.engines.band_refinement import BandRefinement, photo_matte
 from service.pipelines.base import FeatureCache, RoundInput, RoundOutput, Timer
-from service.pipelines.networks import NetworkPipeline, stability_score
+from service.pipelines.networks import NetworkPipeline, frame_guide, stability_score
 
 ENCODER, DECODER = "smat_encoder", "smat_decoder"
 OFFICIAL_ENCODER, OFFICIAL_DECODER = "smat_official_encoder", "smat_official_decoder"
@@ -71,7 +71,7 @@ class SMatPipeline(NetworkPipeline):
                 await self.cached(features, OFFICIAL_ENCODER, framed)
             else:
                 box = Letterbox(*image.shape[:2], self.size)
-                await self.cached(features, ENCODER, box.image(image))
+                await self.cached(features, ENCODER, await self.letterboxed(features, image, box))
         return timer.ms
 
     async def _official_inputs(
@@ -95,19 +95,22 @@ class SMatPipeline(NetworkPipeline):
 
     async def _round_inputs(
         self, request: RoundInput
-    ) -> tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
-        """(image, prompt mask, crop of an output plane to the photo's part) for this round."""
+    ) -> tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray], np.ndarray | None]:
+        """(image, prompt mask, crop of an output plane to the photo's part, the upsampling's guide
+        or None) for this round."""
         if self.official:
-            return await self._official_inputs(request.image, request.prompts)
+            return (*await self._official_inputs(request.image, request.prompts), None)
         box = Letterbox(*request.image.shape[:2], self.size)
         stride = config_for("smat", self.backend.network(ENCODER).preset).patch_size
-        return box.image(request.image), smat_prompt_mask(request.prompts, box, grid_stride=stride), box.crop
+        image = await self.letterboxed(request.features, request.image, box)
+        prompt = smat_prompt_mask(request.prompts, box, grid_stride=stride)
+        return image, prompt, box.crop, frame_guide(image, box)
 
     async def compute_round(self, request: RoundInput) -> RoundOutput:
         timer = Timer()
         encoder, decoder = self.networks
         with timer.stage("prepare"):
-            image, prompt, crop = await self._round_inputs(request)
+            image, prompt, crop, guide = await self._round_inputs(request)
         with timer.stage("smat_encoder"):
             encoded = await self.cached(request.features, encoder, image)
         with timer.stage("smat_decoder"):
@@ -121,7 +124,7 @@ class SMatPipeline(NetworkPipeline):
             )
         with timer.stage("upsample"):
             alpha = await anyio.to_thread.run_sync(
-                lambda: photo_matte(crop(outputs["alpha"][0]), request.image, self.refinement),
+                lambda: photo_matte(crop(outputs["alpha"][0]), request.image, self.refinement, guide),
                 limiter=self.limiter,
             )
         return RoundOutput(alpha=alpha, score=stability_score(alpha), timings_ms=timer.ms)

@@ -88,6 +88,6 @@ async def test_a_session_computes_the_costs_once_and_every_round_reuses_them() -
         request = RoundInput(image, prompts, prompts[-1:], None, None, cache, index)
         mattes.append((await pipeline.run_round(request)).alpha)
     assert kept == [MARKS_COSTS]
-    assert not cache.recall(MARKS_COSTS)["costs"].flags.writeable
+    assert not cache.recall(MARKS_COSTS)["array"].flags.writeable
     assert all(np.array_equal(mattes[0], m) for m in mattes[1:])
     assert np.array_equal(mattes[0], honour_marks(image, alpha, prompts))
