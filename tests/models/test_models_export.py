@@ -187,6 +187,9 @@ def test_committed_repo_is_what_export_generates() -> None:
         assert ours.keys() == theirs.keys(), name
         for k in ours:
             assert torch.equal(ours[k], theirs[k]), (name, k)
+        # Convolution weights are stored channels-last (``models.export.channels_last``).
+        kernels = [t for t in theirs.values() if t.dim() == 4]
+        assert all(t.is_contiguous(memory_format=torch.channels_last) for t in kernels), name
         inputs = example_inputs(name, settings.size, batch=1, preset=settings.preset, seed=5)
         with torch.no_grad():
             for a, b in zip(traced(*inputs), eager(*inputs), strict=True):
