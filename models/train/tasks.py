@@ -91,7 +91,7 @@ def load_frozen_iscn(path: str | None, preset: str, device: torch.device) -> ISC
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     for p in model.parameters():
         p.requires_grad_(False)
-    return model.to(device).eval()
+    return model.to(device, memory_format=torch.channels_last).eval()  # as the trainer's model
 
 
 def iscn_round_one_inputs(
