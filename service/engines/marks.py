@@ -28,6 +28,7 @@ import numpy as np
 from skimage.graph import MCP_Geometric
 
 from schemas.prompts import ClickPrompt, Prompt, ScribblePrompt
+from service.imaging import long_side_scale
 from service.prompts import boxes, draw_marks, shift_prompt
 
 WORK_SIDE = 384
@@ -43,17 +44,12 @@ def has_marks(prompts: Sequence[Prompt]) -> bool:
     return any(isinstance(p, ClickPrompt | ScribblePrompt) for p in prompts)
 
 
-def working_scale(height: int, width: int) -> float:
-    """The factor from a photo of ``height`` x ``width`` to the marks' working copy (<= 1)."""
-    return min(1.0, WORK_SIDE / max(height, width))
-
-
 def edge_costs(image: np.ndarray) -> np.ndarray:
     """The path costs of ``image`` (H, W, 3 uint8 RGB) at the working size: float32 (h, w),
     1 + EDGE_WEIGHT * |grad I|. They depend on the photo alone, so a session computes them once
     and passes them to every round's :func:`honour_marks`."""
     height, width = image.shape[:2]
-    scale = working_scale(height, width)
+    scale = long_side_scale(height, width, WORK_SIDE)
     if scale != 1.0:
         h, w = max(1, round(height * scale)), max(1, round(width * scale))
         image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
@@ -69,7 +65,7 @@ def honour_marks(
     if not has_marks(prompts):
         return alpha
     height, width = alpha.shape
-    scale = working_scale(height, width)
+    scale = long_side_scale(height, width, WORK_SIDE)
     h, w = max(1, round(height * scale)), max(1, round(width * scale))
     small = alpha if scale == 1.0 else cv2.resize(alpha, (w, h), interpolation=cv2.INTER_AREA)
     fg, bg = draw_marks(prompts, h, w, scale=scale, click_radius=max(1, round(2 * scale)))
