@@ -9,7 +9,8 @@ code uses for a photo of ``--side`` x ``--side * 3/4`` pixels:
 * ``mgmatting``: one round of dfimat's refiner, the photo padded to a multiple of 32;
 * ``instmatt``: the generator on ``--instances`` people (one batch) plus one refiner window;
 * ``smat``: the encoder (once per session) and the decoder (every round), padded by 14s;
-* ``semat``: one round at the fixed 1024² input.
+* ``semat``: one round at the fixed 1024² input; ``semat_sam2``: the same with the SAM2
+  variant (Hiera-L).
 
 Reports the median wall time of ``--repeats`` calls after one warm-up, and the peak memory of
 the process (CPU: resident peak, VmHWM; CUDA: ``torch.cuda.max_memory_allocated``). Writes
@@ -102,8 +103,8 @@ def measure(name: str, side: int, instances: int, repeats: int, device: str) -> 
         stages["encoder (per session)"] = _timed(lambda: encoder(image), repeats, device)
         tokens, cls = encoder(image)
         stages["decoder (per round)"] = _timed(lambda: decoder(image, tokens, cls, prompt), repeats, device)
-    elif name == "semat":
-        model = build_official("semat", "paper").eval()
+    elif name in ("semat", "semat_sam2"):
+        model = build_official("semat", "paper_sam2" if name == "semat_sam2" else "paper").eval()
         merge_lora(model)
         net = export_module("semat", model).eval().to(device)
         image, box = rand(1, 3, 1024, 1024), torch.tensor([[100.0, 80.0, 700.0, 900.0]], device=device)
@@ -126,7 +127,9 @@ def _worker(args: tuple) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["mgmatting", "instmatt", "smat", "semat"])
+    parser.add_argument(
+        "--models", nargs="+", default=["mgmatting", "instmatt", "smat", "semat", "semat_sam2"]
+    )
     parser.add_argument("--side", type=int, default=1280, help="photo long side (official cap 1280)")
     parser.add_argument("--instances", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)

@@ -10,10 +10,11 @@ state).
 
 Container handling, per the official code (``../shared/reference/official-models.md``):
 
-* SEMat (SAM variant): detectron2's ``DetectionCheckpointer`` file (``model``); peft's wrapper
-  level ``image_encoder.base_model.model.`` is removed (``models.semat.model.official_key``),
-  ``base_layer``/``lora_A.default``/``lora_B.default`` are our LoRA modules' names, the
-  training-only ``frozen_mask_decoder`` copy is dropped, NaiveSyncBatchNorm has BatchNorm's
+* SEMat (SAM, HQ-SAM and SAM2 variants): detectron2's ``DetectionCheckpointer`` file
+  (``model``); peft's wrapper level ``image_encoder.base_model.model.`` is removed
+  (``models.semat.model.official_key``), ``base_layer``/``lora_A.default``/``lora_B.default``
+  are our LoRA modules' names, the training-only ``frozen_mask_decoder`` copy (SAM, HQ-SAM)
+  and SAM 2's video-memory modules (SAM2) are dropped, NaiveSyncBatchNorm has BatchNorm's
   keys; LoRA is merged and the merged weights are written.
 * SMat: detectron2's ``DetectionCheckpointer`` file, the state_dict under ``model``; the
   DINOv2 backbone (fine-tuned) is in it; our ``models/smat.py`` already has the official layout.
@@ -87,14 +88,13 @@ FAMILIES: dict[str, OfficialFamily] = {
         repository="https://github.com/XiaRho/SEMat",
         commit="015c6279a01d3f73152721278e36cfea33d2cf89",
         licence="CC BY-NC 4.0 (the authors' repository)",
-        files={"sam": "SEMat_SAM.pth", "hq-sam": "SEMat_HQ-SAM.pth"},
+        files={"sam": "SEMat_SAM.pth", "hq-sam": "SEMat_HQ-SAM.pth", "sam2": "SEMat_SAM2.pth"},
         build=lambda preset: build_model("semat", preset),
-        presets=("paper", "parity", "paper_hq", "parity_hq"),
+        presets=("paper", "parity", "paper_hq", "parity_hq", "paper_sam2", "parity_sam2"),
         layout="semat",
         rename=semat_official_key,
         merge_lora=True,
-        unsupported={"sam2": "SEMat_SAM2.pth needs the Hiera-L (SAM 2) image encoder, not built here yet"},
-        variant_presets={"hq-sam": "_hq"},
+        variant_presets={"hq-sam": "_hq", "sam2": "_sam2"},
     ),
     "smat": OfficialFamily(
         repository="https://github.com/zixuan-ye/SmartMatting",
@@ -234,7 +234,7 @@ def import_checkpoint(
     """Imports the authors' checkpoint ``path`` of ``family``; see the module docstring.
 
     ``variant`` names the output (``<family>-<variant>.pt``; default: the family's first
-    released variant) and, for SEMat, the architecture (``sam`` or ``hq-sam``); ``preset`` is
+    released variant) and, for SEMat, the architecture (``sam``, ``hq-sam`` or ``sam2``); ``preset`` is
     the network configuration the file was trained at (``paper`` for the released files,
     ``parity`` for the reduced test fixtures).
     """

@@ -26,7 +26,7 @@ FAMILIES: dict[str, Callable[[str], nn.Module]] = {
 PRESET_CONFIGS: dict[str, dict[str, Any]] = {
     "iscn": iscn.PRESETS,
     "mrn": mrn.PRESETS,
-    "semat": semat.PRESETS,
+    "semat": {**semat.PRESETS, **semat.SAM2_PRESETS},
     "smat": smat.PRESETS,
     "instmatt": instmatt.PRESETS,
 }

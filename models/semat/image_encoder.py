@@ -19,11 +19,15 @@ from models.semat.config import SEMatConfig
 
 
 class PatchEmbed(nn.Module):
-    """Non-overlapping patch embedding ``[B,C,H,W] -> [B,H/p,W/p,D]`` (channels-last, like SAM)."""
+    """Patch embedding ``[B,C,H,W] -> [B,H/p,W/p,D]`` (channels-last, like SAM): a conv of stride
+    ``patch_size``, non-overlapping by default (SAM's ViT), or a wider ``kernel`` with ``padding``
+    (Hiera's 7x7 stride-4 stem)."""
 
-    def __init__(self, in_chans: int, embed_dim: int, patch_size: int) -> None:
+    def __init__(
+        self, in_chans: int, embed_dim: int, patch_size: int, kernel: int | None = None, padding: int = 0
+    ) -> None:
         super().__init__()
-        self.proj: nn.Module = nn.Conv2d(in_chans, embed_dim, patch_size, patch_size)
+        self.proj: nn.Module = nn.Conv2d(in_chans, embed_dim, kernel or patch_size, patch_size, padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x).permute(0, 2, 3, 1)

@@ -84,6 +84,18 @@ class TwoWayTransformer(nn.Module):
         return queries, keys
 
 
+def output_upscaling(dim: int) -> nn.Sequential:
+    """SAM's mask upscaler ``[B,dim,h,w] -> [B,dim/8,4h,4w]``: ``0`` ConvT dim->dim/4, ``1`` LN2d, ``2``
+    GELU, ``3`` ConvT dim/4->dim/8, ``4`` GELU."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(dim, dim // 4, 2, 2),
+        LayerNorm2d(dim // 4),
+        nn.GELU(),
+        nn.ConvTranspose2d(dim // 4, dim // 8, 2, 2),
+        nn.GELU(),
+    )
+
+
 def _upscale(in_ch: int, mid: int, out: int) -> nn.Sequential:
     """ConvT ×2 -> LN2d -> GELU -> ConvT ×2 (SAM/HQ-SAM's 4× upscalers; index layout 0,1,2,3)."""
     return nn.Sequential(
@@ -129,13 +141,7 @@ class MattingMaskDecoder(nn.Module):
         self.num_matting_tokens = matting_tokens
         self.iou_token = nn.Embedding(1, dim)
         self.mask_tokens = nn.Embedding(self.num_mask_tokens, dim)
-        self.output_upscaling = nn.Sequential(
-            nn.ConvTranspose2d(dim, dim // 4, 2, 2),
-            LayerNorm2d(dim // 4),
-            nn.GELU(),
-            nn.ConvTranspose2d(dim // 4, dim // 8, 2, 2),
-            nn.GELU(),
-        )
+        self.output_upscaling = output_upscaling(dim)
         self.output_hypernetworks_mlps = nn.ModuleList(
             MLP(dim, dim, dim // 8, 3) for _ in range(self.num_mask_tokens)
         )

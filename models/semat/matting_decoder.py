@@ -118,3 +118,68 @@ class MattingDetailDecoder(nn.Module):
         for blk, skip in zip(self.up_blks, reversed(downs), strict=True):
             x = blk(x + skip)
         return torch.sigmoid(self.matting_head(x))
+
+
+def _conv_bn_gelu(in_ch: int, out_ch: int, k: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, k, 1, k // 2), nn.BatchNorm2d(out_ch), nn.GELU())
+
+
+class MultiScaleMattingDetailDecoder(nn.Module):
+    """The UNet matting decoder of SEMat's SAM2 variant (``sam2_multi_scale_feates``).
+
+    ``image6 [B,6,S,S]`` (normalised image + matting logits / 6.5), SAM 2's ``feat_s0 [B,d/8,S/4,S/4]``
+    and ``feat_s1 [B,d/4,S/8,S/8]`` (the mask decoder's projections of the stride-4/8 FPN maps) and
+    ``image_embed [B,d,S/16,S/16]`` -> ``alpha [B,1,S,S]``. The projected stride-4/8 maps
+    (``mid_layer.0``/``.1``) are concatenated to the down path before down blocks 2 and 3, the
+    image embedding (``mid_layer.2``) to the bottom, fused by ``mid_layer.3``;
+    ``vit_feat_aggregation`` is built (it is in the checkpoint) but unused, as in the official code.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        vit_feat_in: int,
+        big_kernel: int,
+        big_channels: tuple[int, int],
+        down_channels: tuple[tuple[int, int], ...],
+        down_kernel: int,
+        up_channels: tuple[tuple[int, int], ...],
+        up_kernel: int,
+        block_num: int,
+        img_feat_in: int = 6,
+    ) -> None:
+        super().__init__()
+        c0, c1 = big_channels
+        self.big_kernel_process = nn.Sequential(
+            *_conv_bn_gelu(img_feat_in, c0, big_kernel), *_conv_bn_gelu(c0, c1, big_kernel)
+        )
+        bottom = down_channels[-1][1]
+        self.vit_feat_aggregation = _conv_bn_gelu(vit_feat_in, bottom, 3)
+        self.down_blks = nn.ModuleList(DownBlock(i, o, down_kernel, block_num) for i, o in down_channels)
+        self.mid_layer = nn.ModuleList(
+            [
+                _conv_bn_gelu(d_model // 8, d_model // 8, 1),
+                _conv_bn_gelu(d_model // 4, d_model // 4, 1),
+                _conv_bn_gelu(d_model, d_model, 1),
+                _conv_bn_gelu(bottom + d_model, bottom, 3),
+            ]
+        )
+        self.up_blks = nn.ModuleList(UpBlock(i, o, up_kernel, block_num) for i, o in up_channels)
+        self.matting_head = nn.Conv2d(up_channels[-1][1], 1, 3, 1, 1)
+
+    def forward(
+        self, image6: torch.Tensor, feat_s0: torch.Tensor, feat_s1: torch.Tensor, image_embed: torch.Tensor
+    ) -> torch.Tensor:
+        x = self.big_kernel_process(image6)
+        downs = []
+        for i, blk in enumerate(self.down_blks):
+            if i == 2:
+                x = torch.cat([x, self.mid_layer[0](feat_s0)], dim=1)
+            elif i == 3:
+                x = torch.cat([x, self.mid_layer[1](feat_s1)], dim=1)
+            x = blk(x)
+            downs.append(x)
+        x = self.mid_layer[3](torch.cat([x, self.mid_layer[2](image_embed)], dim=1))
+        for blk, skip in zip(self.up_blks, reversed(downs), strict=True):
+            x = blk(x + skip)
+        return torch.sigmoid(self.matting_head(x))

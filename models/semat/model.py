@@ -18,30 +18,21 @@ the released checkpoint onto ours.
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from models.common.lora import merge_lora
 from models.common.norm import ImageNormalizer
-from models.common.tensors import arange_like
 from models.common.wire import from_wire
-from models.semat.config import PRESETS, SEMatConfig
+from models.semat.config import PRESETS, SAM2_PRESETS, SEMatConfig
 from models.semat.image_encoder import ConditionLayer, SAMImageEncoder
 from models.semat.mask_decoder import MattingMaskDecoder
 from models.semat.matting_decoder import MattingDetailDecoder
-from models.semat.prompt_encoder import PromptEncoder
-
-
-def box_mask(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """``boxes [B,4]`` xyxy (pixels) -> filled half-open rectangle masks ``[B,1,height,width]`` (float
-    0/1).
-    """
-    b = boxes.floor()
-    ys = arange_like(height, boxes).view(1, 1, height, 1)
-    xs = arange_like(width, boxes).view(1, 1, 1, width)
-    x0, y0, x1, y1 = (b[:, i].view(-1, 1, 1, 1) for i in range(4))
-    return ((ys >= y0) & (ys < y1) & (xs >= x0) & (xs < x1)).to(boxes.dtype)
+from models.semat.prompt_encoder import PromptEncoder, box_mask
+from models.semat.sam2_model import SEMatSAM2
 
 
 class SamContainer(nn.Module):
@@ -132,17 +123,41 @@ class SEMatExport(nn.Module):
         return out["alpha"], out["trimap_logits"]
 
 
+# SAM 2's video-memory parts (in SEMat_SAM2.pth, never run for an image): dropped on import.
+SAM2_VIDEO_ONLY = tuple(
+    f"sam_model.{name}"
+    for name in (
+        "mask_downsample.",
+        "memory_attention.",
+        "memory_encoder.",
+        "maskmem_tpos_enc",
+        "no_mem_pos_enc",
+        "no_obj_ptr",
+        "obj_ptr_proj.",
+        "obj_ptr_tpos_proj.",
+    )
+)
+_SAM2_MLP = re.compile(r"^(sam_model\.sam_mask_decoder\.transformer\.layers\.\d+\.mlp)\.layers\.([01])\.")
+
+
 def official_key(key: str) -> str | None:
-    """Maps a key of the released SEMat checkpoint (``model`` dict) onto this module's names.
+    """Maps a key of a released SEMat checkpoint (``model`` dict; SAM, HQ-SAM or SAM2 variant) onto
+    this module's names (``None``: a key to skip).
 
-    Strips peft's ``base_model.model.`` wrapper level and drops the training-only
-    ``frozen_mask_decoder`` copy (returns ``None`` for keys to skip).
+    Strips peft's ``base_model.model.`` wrapper level, drops the training-only
+    ``frozen_mask_decoder`` copy and SAM 2's video-memory modules, and names SAM 2's two-way
+    transformer MLP (``mlp.layers.0/1``) as SAM's (``mlp.lin1/lin2``), the module both share.
     """
-    if key.startswith("sam_model.frozen_mask_decoder."):
+    if key.startswith("sam_model.frozen_mask_decoder.") or key.startswith(SAM2_VIDEO_ONLY):
         return None
-    return key.replace("image_encoder.base_model.model.", "image_encoder.")
+    key = key.replace("image_encoder.base_model.model.", "image_encoder.")
+    return _SAM2_MLP.sub(lambda m: f"{m.group(1)}.lin{int(m.group(2)) + 1}.", key)
 
 
-def build_semat(preset: str = "tiny") -> SEMat:
-    """SEMat at a size preset (``tiny`` or ``paper``, the latter with SAM ViT-L shapes), LoRA unmerged."""
+def build_semat(preset: str = "tiny") -> SEMat | SEMatSAM2:
+    """SEMat at a size preset, LoRA unmerged: ``tiny``, ``paper`` (SAM ViT-L shapes), ``paper_hq``
+    (HQ-SAM), ``paper_sam2`` (SAM 2 Hiera-L; :class:`models.semat.sam2_model.SEMatSAM2`) and the
+    parity fixtures' ``parity*`` presets."""
+    if preset in SAM2_PRESETS:
+        return SEMatSAM2(SAM2_PRESETS[preset])
     return SEMat(PRESETS[preset])

@@ -1,4 +1,4 @@
-"""SAM's prompt encoder, box path only (SEMat prompts with one box per image).
+"""SAM's prompt encoder, box path only (SEMat prompts with one box per image), and the box's mask.
 
 The full SAM parameter set is kept (point embeddings, ``not_a_point_embed``,
 ``mask_downscaling``) so the official checkpoint loads; only the box and dense no-mask
@@ -38,8 +38,11 @@ class PositionEmbeddingRandom(nn.Module):
 
 
 class PromptEncoder(nn.Module):
-    """``boxes [B,4]`` xyxy in pixels of the ``input_size`` frame -> sparse ``[B,2,C]``, dense
-    ``[B,C,h,w]``.
+    """``boxes [B,4]`` xyxy in pixels of the ``input_size`` frame -> sparse ``[B,2,C]`` (``[B,3,C]`` with
+    ``pad_point``), dense ``[B,C,h,w]``.
+
+    SAM 2's image predictor sends the box as two points labelled 2 and 3, so its prompt encoder
+    appends a padding point (``not_a_point_embed``, its position encoding zeroed): ``pad_point``.
     """
 
     def __init__(self, embed_dim: int, mask_in_chans: int = 16) -> None:
@@ -61,12 +64,26 @@ class PromptEncoder(nn.Module):
         self.no_mask_embed = nn.Embedding(1, embed_dim)
 
     def forward(
-        self, boxes: torch.Tensor, input_size: int, grid: tuple[int, int]
+        self, boxes: torch.Tensor, input_size: int, grid: tuple[int, int], pad_point: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         corners = (boxes.reshape(-1, 2, 2) + 0.5) / input_size
         sparse = self.pe_layer.encode(corners)
         sparse = sparse + torch.stack(
             [self.point_embeddings[2].weight[0], self.point_embeddings[3].weight[0]], dim=0
         ).unsqueeze(0)
+        if pad_point:
+            pad = self.not_a_point_embed.weight.unsqueeze(0).expand(sparse.shape[0], -1, -1)
+            sparse = torch.cat([sparse, pad], dim=1)
         dense = self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(boxes.shape[0], -1, grid[0], grid[1])
         return sparse, dense
+
+
+def box_mask(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``boxes [B,4]`` xyxy (pixels) -> filled half-open rectangle masks ``[B,1,height,width]`` (float
+    0/1).
+    """
+    b = boxes.floor()
+    ys = arange_like(height, boxes).view(1, 1, height, 1)
+    xs = arange_like(width, boxes).view(1, 1, 1, width)
+    x0, y0, x1, y1 = (b[:, i].view(-1, 1, 1, 1) for i in range(4))
+    return ((ys >= y0) & (ys < y1) & (xs >= x0) & (xs < x1)).to(boxes.dtype)

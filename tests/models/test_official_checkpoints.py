@@ -53,6 +53,7 @@ MANIFESTS = {
     "smat": ("smat", "paper"),
     "semat": ("semat_sam", "paper"),
     "semat-hq": ("semat_hq_sam", "paper_hq"),
+    "semat-sam2": ("semat_sam2", "paper_sam2"),
 }
 ATOL = 1e-4
 
@@ -232,49 +233,79 @@ def test_smat_matches_the_official_forward(imported: dict[str, Path], exported: 
     assert float(eager["alpha"].std()) > 0.1  # the fixture's alpha is not flat
 
 
-@pytest.fixture(scope="module")
-def semat_hq(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The HQ-SAM variant's fixture imported (variant ``hq-sam``) and exported."""
-    out = tmp_path_factory.mktemp("semat_hq")
-    args = ["import-checkpoint", "semat", str(FIXTURES / "semat/SEMat_HQ-SAM.pth"), "--variant", "hq-sam"]
+def import_semat_variant(out: Path, checkpoint: str, variant: str) -> tuple[Path, Path]:
+    """A SEMat variant's fixture imported through the CLI (``--variant``) and exported."""
+    args = ["import-checkpoint", "semat", str(FIXTURES / "semat" / checkpoint), "--variant", variant]
     result = CliRunner().invoke(app, [*args, "--preset", "parity", "--out-dir", str(out)])
     assert result.exit_code == 0, result.output
-    weights = out / "semat-hq-sam.pt"
+    weights = out / f"semat-{variant}.pt"
     export_official(out / "repo", weights)
     return weights, out / "repo"
 
 
-@pytest.mark.parametrize("name", ["landscape", "portrait", "hq_landscape", "hq_portrait"])
+@pytest.fixture(scope="module")
+def semat_hq(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The HQ-SAM variant's fixture imported (variant ``hq-sam``) and exported."""
+    return import_semat_variant(tmp_path_factory.mktemp("semat_hq"), "SEMat_HQ-SAM.pth", "hq-sam")
+
+
+@pytest.fixture(scope="module")
+def semat_sam2(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The SAM2 variant's fixture imported (variant ``sam2``) and exported."""
+    return import_semat_variant(tmp_path_factory.mktemp("semat_sam2"), "SEMat_SAM2.pth", "sam2")
+
+
+# case prefix -> (checkpoint, the reduced preset it was made at)
+SEMAT_VARIANTS = {
+    "": ("SEMat_SAM.pth", "parity"),
+    "hq_": ("SEMat_HQ-SAM.pth", "parity_hq"),
+    "sam2_": ("SEMat_SAM2.pth", "parity_sam2"),
+}
+
+
+@pytest.mark.parametrize(
+    "name", ["landscape", "portrait", "hq_landscape", "hq_portrait", "sam2_landscape", "sam2_portrait"]
+)
 def test_semat_matches_the_official_forward(
-    imported: dict[str, Path], exported: Path, semat_hq: tuple[Path, Path], name: str
+    imported: dict[str, Path],
+    exported: Path,
+    semat_hq: tuple[Path, Path],
+    semat_sam2: tuple[Path, Path],
+    name: str,
 ) -> None:
     """A landscape photo whose box is clipped at x = 0 and a portrait one whose box runs past the
-    bottom edge, for the SAM and the HQ-SAM variant; LoRA unmerged (as in the file), merged (as
-    imported) and traced."""
+    bottom edge, for the SAM, HQ-SAM and SAM2 variants; LoRA unmerged (as in the file), merged
+    (as imported) and traced."""
     case = npz(f"semat/{name}.npz")
-    hq = name.startswith("hq_")
-    checkpoint = FIXTURES / ("semat/SEMat_HQ-SAM.pth" if hq else "semat/SEMat_SAM.pth")
-    weights, repo = semat_hq if hq else (imported["semat"], exported)
+    prefix = name.rpartition("_")[0] + "_" if "_" in name else ""
+    checkpoint, preset = SEMAT_VARIANTS[prefix]
+    weights, repo = {"": (imported["semat"], exported), "hq_": semat_hq, "sam2_": semat_sam2}[prefix]
     frame = semat_frame(case["image_rgb"], 256)
     np.testing.assert_array_equal(
         frame.image, case["padded_rgb"].transpose(2, 0, 1).astype(np.float32) / 255.0
     )
     np.testing.assert_array_equal(frame.box(*case["box"]), case["bbox"][0].astype(np.float32))
     assert frame.resized == tuple(case["pad_hw"])
-    unmerged = build_official("semat", "parity_hq" if hq else "parity").eval()
-    unmerged.load_state_dict(official_to_ours("semat", read_container(checkpoint), unmerged, "fixture"))
+    unmerged = build_official("semat", preset).eval()
+    unmerged.load_state_dict(
+        official_to_ours("semat", read_container(FIXTURES / "semat" / checkpoint), unmerged, "fixture")
+    )
     merged, record = load_imported(weights)
-    assert record["preset"] == ("parity_hq" if hq else "parity")
+    assert record["preset"] == preset
     image, box = torch.from_numpy(frame.image)[None], torch.from_numpy(frame.box(*case["box"]))[None]
     with torch.no_grad():
-        results = [(o["alpha"], o["trimap_logits"]) for o in (unmerged(image, box), merged(image, box))]
+        eager = [unmerged(image, box), merged(image, box)]
+        results = [(o["alpha"], o["trimap_logits"]) for o in eager]
         wire = torch.from_numpy(case["padded_rgb"].transpose(2, 0, 1).copy())[None]  # uint8, as it travels
         results.append(tuple(scripted(repo, "semat")(wire, box)))
     for alpha, trimap in results:
         np.testing.assert_allclose(alpha.numpy(), case["alpha"], atol=ATOL)
-        # The trimap logits reach ±12 (HQ-SAM: logits of two token heads summed); float32 sums
-        # over the ViT differ by up to 1.5e-4 there (measured), so 2e-4; alpha stays within 1e-4.
+        # The trimap logits reach ±12-14 (HQ-SAM: logits of two token heads summed); float32 sums
+        # over the encoder differ by up to 1.5e-4 there (measured), so 2e-4; alpha stays within 1e-4.
         np.testing.assert_allclose(trimap.numpy(), case["trimap_logits"], atol=2 * ATOL)
+    if prefix == "sam2_":  # the SAM token's own logits too (SAM 2's high-resolution upscaling)
+        for out in eager:
+            np.testing.assert_allclose(out["masks_sam"].numpy(), case["masks_sam"], atol=2 * ATOL)
     assert_uint8_close(np.uint8(frame.crop(results[-1][0][0, 0].numpy()) * 255), case["output_alpha"])
 
 
@@ -285,10 +316,26 @@ def test_semat_variants_and_training_only_keys(tmp_path: Path) -> None:
     torch.save({"model": state, "iteration": 1}, path)
     result = import_checkpoint("semat", path, "parity", "parity", tmp_path / "out")
     assert not any("frozen" in k for k in torch.load(result.weights, weights_only=True))
-    with pytest.raises(CheckpointError, match="cannot be imported"):
-        import_checkpoint("semat", path, "sam2", "parity", tmp_path / "out")
     with pytest.raises(CheckpointError, match=r"missing \(25\)"):  # a SAM-variant file is no HQ-SAM one
         import_checkpoint("semat", path, "hq-sam", "parity", tmp_path / "out")
+    with pytest.raises(CheckpointError, match=r"missing \(\d+\)[\s\S]*unexpected \(\d+\)"):  # nor a SAM2 one
+        import_checkpoint("semat", path, "sam2", "parity", tmp_path / "out")
+
+
+def test_semat_sam2_import_drops_the_video_memory_modules(tmp_path: Path) -> None:
+    """SAM 2's memory attention / encoder and object-pointer heads are in the file, never run for
+    an image, and not in the imported weights; the file's transformer MLPs are renamed."""
+    source = read_container(FIXTURES / "semat/SEMat_SAM2.pth")
+    memory = [
+        k for k in source if k.startswith(("sam_model.memory_", "sam_model.obj_ptr", "sam_model.mask_down"))
+    ]
+    assert memory and any(".mlp.layers.0." in k for k in source)
+    result = import_checkpoint("semat", FIXTURES / "semat/SEMat_SAM2.pth", "sam2", "parity", tmp_path)
+    imported = torch.load(result.weights, weights_only=True)
+    assert not any("memory" in k or "obj_ptr" in k or "maskmem" in k for k in imported)
+    assert not any("lora_" in k for k in imported)  # merged
+    record = json.loads(result.provenance.read_text())
+    assert record["preset"] == "parity_sam2" and "SEMat_SAM2.pth" in record["what"]
 
 
 def random_state(manifest: dict[str, list[int]], seed: int = 0) -> dict[str, torch.Tensor]:
@@ -310,7 +357,7 @@ def random_state(manifest: dict[str, list[int]], seed: int = 0) -> dict[str, tor
 
 @pytest.mark.parametrize("name", sorted(MANIFESTS))
 def test_the_full_size_official_key_manifest_imports_exactly_at_the_paper_preset(name: str) -> None:
-    family = name.removesuffix("-hq")
+    family = name.partition("-")[0]
     manifest_name, preset = MANIFESTS[name]
     manifest = json.loads((FIXTURES / "manifests" / f"{manifest_name}.json").read_text())
     model = build_official(family, preset)

@@ -4,7 +4,8 @@ The repository is the committed ``triton_repo/`` plus the parity fixtures of
 ``tests/fixtures/official/`` imported with ``matteserve import-checkpoint`` and exported with
 ``matteserve export --weights`` (the commands a user runs with the authors' files). The API
 runs dfimat with the MGMatting refiner, instance matting with InstMatt's official network and
-smat with the authors' SMat at native resolution; the exported ``semat`` is the authors' SEMat.
+smat with the authors' SMat at native resolution; the exported ``semat`` is the authors' SEMat
+(SAM variant; a second repository serves its SAM2 variant).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from service.config import REPO_ROOT
 from service.process import ServerProcess, start_server
 from service.triton_local import TritonLocalServer
 from tests.conftest import ALICE, server_env
-from tests.fixtures.official.files import CHECKPOINTS
+from tests.fixtures.official.files import CHECKPOINTS, FIXTURES
 from tests.service.test_sessions_http import create_session, fetch_alpha, run_round
 from tests.support.shared_data import require
 from tests.support.triton import api_on_triton, serve_repository
@@ -206,3 +207,55 @@ def test_triton_serves_the_official_networks_with_the_local_backend_results(
         for server in (triton_api, local_api)
     ]
     assert [i["box"] for i in answers[0]["instances"]] == [i["box"] for i in answers[1]["instances"]]
+
+
+@pytest.fixture(scope="module")
+def sam2_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The committed repository with ``semat`` replaced by SEMat's SAM2 variant (the fixture)."""
+    root = tmp_path_factory.mktemp("official_sam2")
+    repo = root / "repo"
+    shutil.copytree(REPO_ROOT / "triton_repo", repo)
+    runner = CliRunner()
+    checkpoint = FIXTURES / "semat" / "SEMat_SAM2.pth"
+    args = ["import-checkpoint", "semat", str(checkpoint), "--variant", "sam2", "--preset", "parity"]
+    result = runner.invoke(app, [*args, "--out-dir", str(root / "weights")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        app, ["export", "--repo", str(repo), "--weights", str(root / "weights" / "semat-sam2.pt")]
+    )
+    assert result.exit_code == 0, result.output
+    return repo
+
+
+@pytest.fixture(scope="module")
+def sam2_local_api(redis_url: str, sam2_repository: Path) -> Iterator[ServerProcess]:
+    server = start_server(server_env(redis_url, MATTESERVE_MODEL_REPOSITORY=str(sam2_repository)))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def sam2_triton_api(
+    redis_url: str, tritonserver_binary: Path, sam2_repository: Path
+) -> Iterator[ServerProcess]:
+    for triton in serve_repository(sam2_repository):
+        yield from api_on_triton(redis_url, triton, MATTESERVE_MODEL_REPOSITORY=str(sam2_repository))
+
+
+def test_semat_sam2_is_served_on_the_local_backend_and_on_triton(
+    sam2_local_api: ServerProcess, sam2_triton_api: ServerProcess
+) -> None:
+    """SEMat's SAM2 variant, imported and exported as ``semat``: the API names the file and its
+    licence, and a box session gives the same mattes on the local backend and on Triton."""
+    for api in (sam2_local_api, sam2_triton_api):
+        listing = httpx.get(f"{api.url}/v1/models", headers=ALICE).json()
+        (network,) = next(m for m in listing["models"] if m["name"] == "semat")["networks"]
+        assert network["origin"] == "official" and "CC BY-NC 4.0" in network["licence"]
+        assert network["source"].startswith("SEMat_SAM2.pth (sha256 ")
+    image = photo()
+    local_alphas, _ = rounds(sam2_local_api, image, "semat")
+    triton_alphas, _ = rounds(sam2_triton_api, image, "semat")
+    assert all(a.shape == image.shape[:2] for a in local_alphas)
+    for ours, theirs in zip(triton_alphas, local_alphas, strict=True):
+        assert np.abs(ours - theirs).max() <= 2 / 255
+    assert float(local_alphas[0].std()) > 0.05  # the random-weight matte is not flat
