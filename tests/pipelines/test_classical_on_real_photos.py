@@ -144,3 +144,27 @@ def _round(image, prompts, new, previous_alpha, previous_state) -> RoundInput:
         features=FeatureCache.in_memory(),
         round_index=1 if previous_alpha is None else 2,
     )
+
+
+@pytest.mark.parametrize("where", ["inside", "at the border"])
+def test_closed_form_on_the_bands_box_equals_the_whole_image_solve(where: str) -> None:
+    """The classical engine solves closed-form matting on the unknown band's bounding box (plus
+    the two pixels its 3x3 windows reach) instead of the whole working image: the same system,
+    so the same alpha to the last bit, on a real photo's band in the middle of the image and on
+    one that runs off its edge."""
+    from pymatting import estimate_alpha_cf
+
+    from service.engines.classical import _solve_alpha, _trimap
+
+    root: Path = require("evaldata", "coco128seg_persons")
+    sample = next(iter(samples(str(root), max_instances=1)))
+    image = np.ascontiguousarray(sample.image[:240, :320])
+    mask = np.zeros(image.shape[:2], np.uint8)
+    if where == "inside":
+        mask[80:170, 120:230] = 1
+    else:
+        mask[:150, 200:] = 1
+    trimap = _trimap(mask, np.zeros_like(mask), np.zeros_like(mask), 5)
+    assert (trimap == 0.5).sum() < 0.5 * trimap.size  # a band, not the whole image
+    whole = np.clip(estimate_alpha_cf(image.astype(np.float64) / 255.0, trimap), 0.0, 1.0)
+    np.testing.assert_array_equal(_solve_alpha(image, trimap, mask), whole)
