@@ -211,7 +211,8 @@ def import_checkpoint(
     variant: Annotated[
         str | None,
         typer.Option(
-            help="Name of the output (<family>-<variant>.pt) [default: the family's released variant]."
+            help="Name of the output (<family>-<variant>.pt) and, for semat, the architecture: sam, "
+            "hq-sam or sam2 (default: the family's released variant)."
         ),
     ] = None,
     preset: Annotated[
