@@ -13,10 +13,11 @@ def conv_bn_act(
     stride: int = 1,
     groups: int = 1,
     act: type[nn.Module] | None = nn.ReLU,
+    bias: bool = False,
 ) -> nn.Sequential:
-    """Conv (no bias) -> BatchNorm -> activation; 'same' padding for odd kernels."""
+    """Conv (no bias unless ``bias``) -> BatchNorm -> activation; 'same' padding for odd kernels."""
     layers: list[nn.Module] = [
-        nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False),
+        nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=bias),
         nn.BatchNorm2d(out_ch),
     ]
     if act is not None:

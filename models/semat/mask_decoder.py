@@ -84,6 +84,13 @@ class TwoWayTransformer(nn.Module):
         return queries, keys
 
 
+def token_logits(hyper: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """Each token's hypernetwork output dotted with a feature map: ``hyper [B,T,C]``, ``features
+    [B,C,H,W]`` -> logits ``[B,T,H,W]``."""
+    b, c, h, w = features.shape
+    return (hyper @ features.reshape(b, c, h * w)).reshape(b, -1, h, w)
+
+
 def output_upscaling(dim: int) -> nn.Sequential:
     """SAM's mask upscaler ``[B,dim,h,w] -> [B,dim/8,4h,4w]``: ``0`` ConvT dim->dim/4, ``1`` LN2d, ``2``
     GELU, ``3`` ConvT dim/4->dim/8, ``4`` GELU."""
@@ -188,18 +195,13 @@ class MattingMaskDecoder(nn.Module):
         hyper = torch.stack(
             [mlp(mask_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )
-        bu, cu, hu, wu = upscaled.shape
-        masks_sam = (hyper @ upscaled.reshape(bu, cu, hu * wu)).reshape(bu, -1, hu, wu)
-        matting_hyper = self.matting_hf_mlp(matting_out)
-        masks_matting = (matting_hyper @ matting_mask_features.reshape(bu, cu, hu * wu)).reshape(
-            bu, -1, hu, wu
-        )
+        masks_sam = token_logits(hyper, upscaled)
+        masks_matting = token_logits(self.matting_hf_mlp(matting_out), matting_mask_features)
         if self.hq:
             hq_features = self.embedding_encoder(image_embeddings) + self.compress_vit_feat(vit)
             hq_mask_features = self.embedding_maskfeature(upscaled) + hq_features
             hq_hyper = self.hf_mlp(hs[:, 1 + n_mask]).unsqueeze(1)
-            masks_hq = (hq_hyper @ hq_mask_features.reshape(bu, cu, hu * wu)).reshape(bu, 1, hu, wu)
-            masks_matting = masks_matting + masks_hq
+            masks_matting = masks_matting + token_logits(hq_hyper, hq_mask_features)
         return {
             "masks_sam": masks_sam,
             "iou_pred": self.iou_prediction_head(iou_out),

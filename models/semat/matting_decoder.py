@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.common.layers import conv_bn_act
+
 
 def _conv_pair(in_ch: int, out_ch: int, k: int, stride: int, transpose: bool = False) -> nn.Sequential:
     """``0: conv/convT in->out (stride), 1: BN, 2: GELU, 3: conv out->out, 4: BN``."""
@@ -29,6 +31,16 @@ def _conv_pair(in_ch: int, out_ch: int, k: int, stride: int, transpose: bool = F
         nn.Conv2d(out_ch, out_ch, k, 1, k // 2),
         nn.BatchNorm2d(out_ch),
     )
+
+
+def _conv_bn_gelu(in_ch: int, out_ch: int, k: int) -> nn.Sequential:
+    """``0`` conv (with bias, as the official layers), ``1`` BN, ``2`` GELU."""
+    return conv_bn_act(in_ch, out_ch, k, act=nn.GELU, bias=True)
+
+
+def big_kernel_stem(in_ch: int, channels: tuple[int, int], k: int) -> nn.Sequential:
+    """The big-kernel stem of both UNet decoders: two conv-BN-GELU of ``k x k`` (indices 0-5)."""
+    return nn.Sequential(*_conv_bn_gelu(in_ch, channels[0], k), *_conv_bn_gelu(channels[0], channels[1], k))
 
 
 def _basic_layer(in_ch: int, out_ch: int, k: int, block_num: int, up: bool) -> nn.Sequential:
@@ -83,22 +95,12 @@ class MattingDetailDecoder(nn.Module):
         img_feat_in: int = 6,
     ) -> None:
         super().__init__()
-        c0, c1 = big_channels
-        self.big_kernel_process = nn.Sequential(
-            nn.Conv2d(img_feat_in, c0, big_kernel, 1, big_kernel // 2),
-            nn.BatchNorm2d(c0),
-            nn.GELU(),
-            nn.Conv2d(c0, c1, big_kernel, 1, big_kernel // 2),
-            nn.BatchNorm2d(c1),
-            nn.GELU(),
-        )
+        self.big_kernel_process = big_kernel_stem(img_feat_in, big_channels, big_kernel)
         self.vit_feat_proj = nn.ModuleList(nn.Conv2d(vit_dim, proj_dim, 1) for _ in range(n_vit_feats))
         bottom = down_channels[-1][1]
-        self.vit_feat_aggregation = nn.Sequential(
-            nn.Conv2d(proj_dim * n_vit_feats, bottom, 3, 1, 1), nn.BatchNorm2d(bottom), nn.GELU()
-        )
+        self.vit_feat_aggregation = _conv_bn_gelu(proj_dim * n_vit_feats, bottom, 3)
         self.down_blks = nn.ModuleList(DownBlock(i, o, down_kernel, block_num) for i, o in down_channels)
-        self.mid_layer = nn.Sequential(nn.Conv2d(2 * bottom, bottom, 1), nn.BatchNorm2d(bottom), nn.GELU())
+        self.mid_layer = _conv_bn_gelu(2 * bottom, bottom, 1)
         self.up_blks = nn.ModuleList(UpBlock(i, o, up_kernel, block_num) for i, o in up_channels)
         self.matting_head = nn.Conv2d(up_channels[-1][1], 1, 3, 1, 1)
 
@@ -118,10 +120,6 @@ class MattingDetailDecoder(nn.Module):
         for blk, skip in zip(self.up_blks, reversed(downs), strict=True):
             x = blk(x + skip)
         return torch.sigmoid(self.matting_head(x))
-
-
-def _conv_bn_gelu(in_ch: int, out_ch: int, k: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_ch, out_ch, k, 1, k // 2), nn.BatchNorm2d(out_ch), nn.GELU())
 
 
 class MultiScaleMattingDetailDecoder(nn.Module):
@@ -149,10 +147,7 @@ class MultiScaleMattingDetailDecoder(nn.Module):
         img_feat_in: int = 6,
     ) -> None:
         super().__init__()
-        c0, c1 = big_channels
-        self.big_kernel_process = nn.Sequential(
-            *_conv_bn_gelu(img_feat_in, c0, big_kernel), *_conv_bn_gelu(c0, c1, big_kernel)
-        )
+        self.big_kernel_process = big_kernel_stem(img_feat_in, big_channels, big_kernel)
         bottom = down_channels[-1][1]
         self.vit_feat_aggregation = _conv_bn_gelu(vit_feat_in, bottom, 3)
         self.down_blks = nn.ModuleList(DownBlock(i, o, down_kernel, block_num) for i, o in down_channels)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from models.common.layers import MLP
-from models.semat.mask_decoder import TwoWayTransformer, output_upscaling
+from models.semat.mask_decoder import TwoWayTransformer, output_upscaling, token_logits
 
 
 def _upscale_with_skips(
@@ -100,11 +100,8 @@ class SAM2MattingMaskDecoder(nn.Module):
         src = src.transpose(1, 2).reshape(b, c, h, w)
         upscaled = _upscale_with_skips(self.output_upscaling, src, feat_s0, feat_s1)
         matting_upscaled = _upscale_with_skips(self.matting_output_upscaling, src, feat_s0, feat_s1)
-        bu, cu, hu, wu = upscaled.shape
         sam_hyper = self.output_hypernetworks_mlps[0](mask_out[:, 0]).unsqueeze(1)
-        masks_sam = (sam_hyper @ upscaled.reshape(bu, cu, hu * wu)).reshape(bu, 1, hu, wu)
         matting_hyper = torch.stack(
             [mlp(matting_out[:, i]) for i, mlp in enumerate(self.matting_output_hypernetworks_mlps)], dim=1
         )
-        masks_matting = (matting_hyper @ matting_upscaled.reshape(bu, cu, hu * wu)).reshape(bu, -1, hu, wu)
-        return masks_sam, masks_matting
+        return token_logits(sam_hyper, upscaled), token_logits(matting_hyper, matting_upscaled)
