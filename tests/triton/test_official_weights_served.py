@@ -40,20 +40,26 @@ OFFICIAL_ENV = {
 PHOTO = "000000000036"  # one person, box (167, 162, 479, 629)
 
 
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("official")
+def official_repository(root: Path, imports: list[tuple[str, Path, str]]) -> Path:
+    """The committed repository plus each ``(family, checkpoint, variant)`` imported and exported
+    with the CLI, as a user does with the authors' files."""
     repo = root / "repo"
     shutil.copytree(REPO_ROOT / "triton_repo", repo)
     runner = CliRunner()
-    for family, checkpoint in CHECKPOINTS.items():
-        args = ["import-checkpoint", family, str(checkpoint), "--variant", "parity", "--preset", "parity"]
+    for family, checkpoint, variant in imports:
+        args = ["import-checkpoint", family, str(checkpoint), "--variant", variant, "--preset", "parity"]
         result = runner.invoke(app, [*args, "--out-dir", str(root / "weights")])
         assert result.exit_code == 0, result.output
-        weights = root / "weights" / f"{family}-parity.pt"
+        weights = root / "weights" / f"{family}-{variant}.pt"
         result = runner.invoke(app, ["export", "--repo", str(repo), "--weights", str(weights)])
         assert result.exit_code == 0, result.output
     return repo
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    imports = [(family, checkpoint, "parity") for family, checkpoint in CHECKPOINTS.items()]
+    return official_repository(tmp_path_factory.mktemp("official"), imports)
 
 
 @pytest.fixture(scope="module")
@@ -212,19 +218,8 @@ def test_triton_serves_the_official_networks_with_the_local_backend_results(
 @pytest.fixture(scope="module")
 def sam2_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The committed repository with ``semat`` replaced by SEMat's SAM2 variant (the fixture)."""
-    root = tmp_path_factory.mktemp("official_sam2")
-    repo = root / "repo"
-    shutil.copytree(REPO_ROOT / "triton_repo", repo)
-    runner = CliRunner()
-    checkpoint = FIXTURES / "semat" / "SEMat_SAM2.pth"
-    args = ["import-checkpoint", "semat", str(checkpoint), "--variant", "sam2", "--preset", "parity"]
-    result = runner.invoke(app, [*args, "--out-dir", str(root / "weights")])
-    assert result.exit_code == 0, result.output
-    result = runner.invoke(
-        app, ["export", "--repo", str(repo), "--weights", str(root / "weights" / "semat-sam2.pt")]
-    )
-    assert result.exit_code == 0, result.output
-    return repo
+    imports = [("semat", FIXTURES / "semat" / "SEMat_SAM2.pth", "sam2")]
+    return official_repository(tmp_path_factory.mktemp("official_sam2"), imports)
 
 
 @pytest.fixture(scope="module")
