@@ -24,6 +24,9 @@ class ISCNConfig:
     features. ``mask_dim``: width of the S/4 per-pixel mask features.
     """
 
+    # "mobilenetv2" (stem_channels / stage_* below, from scratch) or "efficientnet_lite0"
+    # (ImageNet-initialised in training; its channels are fixed, stem_channels / stage_* unused).
+    backbone: str = "mobilenetv2"
     stem_channels: int = 16
     stage_channels: tuple[int, int, int] = (32, 64, 128)
     stage_blocks: tuple[int, int, int] = (2, 3, 3)
@@ -42,6 +45,9 @@ class ISCNConfig:
 
 PRESETS: dict[str, ISCNConfig] = {
     "tiny": ISCNConfig(),
+    # tiny with the ImageNet-initialised EfficientNet-Lite0 CNN (models/common/efficientnet_lite.py):
+    # a candidate, trained but not yet measured on real photos (README, "Training").
+    "tiny_lite0": ISCNConfig(backbone="efficientnet_lite0"),
     # Mask2Former/SEEM-scale: 256-d queries, 6 encoder layers, 9 decoder layers, 100 queries.
     "paper": ISCNConfig(
         stem_channels=64,

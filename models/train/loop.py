@@ -37,9 +37,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader
 
+from models.common.efficientnet_lite import PRETRAINED_SOURCE
 from models.registry import build_model
 from models.train.data import DEFAULT_POOL_SIZE, StepBatches, make_pool
-from models.train.tasks import FAMILIES, Task, init_output_priors, load_frozen_iscn, make_task
+from models.train.tasks import (
+    FAMILIES,
+    Task,
+    init_output_priors,
+    init_pretrained_backbones,
+    load_frozen_iscn,
+    load_matching_weights,
+    make_task,
+)
 from models.train.validate import (
     ccp_closeup_validation_targets,
     ccp_validation_targets,
@@ -238,8 +247,15 @@ class Trainer:
         np.random.seed(cfg.seed % 2**32)
         self.model = build_model(cfg.family, cfg.preset)
         init_output_priors(cfg.family, self.model)
+        self.pretrained = init_pretrained_backbones(cfg.family, self.model)
+        self.not_initialised: list[str] = []  # kept their fresh values despite init_weights
         if cfg.init_weights is not None:
-            self.model.load_state_dict(load_state(cfg.init_weights))
+            self.not_initialised = load_matching_weights(self.model, load_state(cfg.init_weights))
+            if self.not_initialised:
+                self.console.print(
+                    f"[yellow]{len(self.not_initialised)} tensors not in {cfg.init_weights} "
+                    "(or of another shape) keep their initialisation"
+                )
         # Convolution weights channels-last, as exported (``models.export.channels_last``): a
         # training step of MRN (batch 8, 256 px, one CPU thread) 0.80 -> 0.68 s.
         self.model = self.model.to(self.device, memory_format=torch.channels_last)
@@ -528,10 +544,17 @@ class Trainer:
             "what": (
                 f"{cfg.family} '{cfg.preset}' trained "
                 + (f"from {cfg.init_weights}" if cfg.init_weights else "from random initialisation")
-                + f" for {cfg.steps} steps on {cfg.data} (see data; no pretrained backbone, no "
-                "evaluation photos). Floating tensors stored in fp16."
+                + f" for {cfg.steps} steps on {cfg.data} (see data; "
+                + (
+                    f"{', '.join(self.pretrained)} initialised from ImageNet: {PRETRAINED_SOURCE}; "
+                    if self.pretrained
+                    else "no pretrained backbone; "
+                )
+                + "no evaluation photos). Floating tensors stored in fp16."
             ),
             "init_weights": str(cfg.init_weights) if cfg.init_weights else None,
+            "pretrained_from_imagenet": self.pretrained,
+            "not_in_init_weights": self.not_initialised,
             "command": cfg.command or " ".join(sys.argv),
             "git_commit": git_commit(),
             "seed": cfg.seed,

@@ -27,6 +27,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from models import losses
+from models.common.efficientnet_lite import imagenet_state_dict
 from models.iscn.crm import compute_conflict_map
 from models.iscn.model import ISCN
 from models.prompting import Letterbox, iscn_prompt_tensors, semat_box, smat_prompt_mask
@@ -602,6 +603,25 @@ def init_output_priors(family: str, model: nn.Module) -> None:
             for head in (model.head_os4, model.head_os8):
                 head.out.bias.copy_(tri)
             model.head_os1.out.bias[:3].copy_(tri)
+
+
+def init_pretrained_backbones(family: str, model: nn.Module) -> list[str]:
+    """Loads ImageNet weights into the pretrained CNNs of ``model`` (ISCN's EfficientNet-Lite0
+    backbone); returns the prefixes it loaded (empty for a from-scratch architecture)."""
+    if family != "iscn" or model.cfg.backbone != "efficientnet_lite0":
+        return []
+    model.image_encoder.backbone.load_state_dict(imagenet_state_dict())
+    return ["image_encoder.backbone"]
+
+
+def load_matching_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Loads the entries of ``state`` whose name and shape ``model`` has (fine-tuning across an
+    architecture change, e.g. a new backbone); returns the names of ``model``'s parameters and
+    buffers that kept their current values."""
+    own = model.state_dict()
+    matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matching, strict=False)
+    return sorted(k for k in own if k not in matching)
 
 
 def make_task(
