@@ -20,34 +20,6 @@ from models.common.norm import ImageNormalizer
 from models.iscn.config import ISCNConfig
 
 
-class MobileNetV2Features(nn.Module):
-    """ImageNet-normalised ``[B,3,H,W]`` -> ``(c4, c8, c16)`` with ``cfg.stage_channels``
-    channels at strides 4/8/16 (a stride-2 stem, then one stage of ``InvertedResidual`` blocks
-    per stride)."""
-
-    def __init__(self, cfg: ISCNConfig) -> None:
-        super().__init__()
-        self.stem = conv_bn_act(3, cfg.stem_channels, 3, 2, act=nn.ReLU6)
-        stages = []
-        in_ch = cfg.stem_channels
-        for out_ch, n in zip(cfg.stage_channels, cfg.stage_blocks, strict=True):
-            blocks = [InvertedResidual(in_ch, out_ch, 2, cfg.expand)]
-            blocks += [InvertedResidual(out_ch, out_ch, 1, cfg.expand) for _ in range(n - 1)]
-            stages.append(nn.Sequential(*blocks))
-            in_ch = out_ch
-        self.stages = nn.ModuleList(stages)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.run(self.stem, self.stages, x)
-
-    @staticmethod
-    def run(stem: nn.Module, stages: nn.ModuleList, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The CNN's forward on modules held elsewhere (ISCN's encoder keeps them at the top)."""
-        c4 = stages[0](stem(x))
-        c8 = stages[1](c4)
-        return c4, c8, stages[2](c8)
-
-
 class ISCNImageEncoder(nn.Module):
     """``image [B,3,S,S]`` in [0,1] -> ``features [B,dim,S/16,S/16]``, ``mask_features
     [B,mask_dim,S/4,S/4]``.
@@ -56,13 +28,21 @@ class ISCNImageEncoder(nn.Module):
     def __init__(self, cfg: ISCNConfig) -> None:
         super().__init__()
         self.normalize = ImageNormalizer()
+        self.backbone: nn.Module | None = None
         if cfg.backbone == "efficientnet_lite0":
-            self.backbone: nn.Module = EfficientNetLite0Features()
+            self.backbone = EfficientNetLite0Features()
             channels = FEATURE_CHANNELS
         elif cfg.backbone == "mobilenetv2":
-            # Directly under the encoder: the names in the shipped weights and traced models.
-            cnn = MobileNetV2Features(cfg)
-            self.stem, self.stages = cnn.stem, cnn.stages
+            # Stem and stages directly under the encoder: the names in the shipped weights.
+            self.stem = conv_bn_act(3, cfg.stem_channels, 3, 2, act=nn.ReLU6)
+            stages = []
+            in_ch = cfg.stem_channels
+            for out_ch, n in zip(cfg.stage_channels, cfg.stage_blocks, strict=True):
+                blocks = [InvertedResidual(in_ch, out_ch, 2, cfg.expand)]
+                blocks += [InvertedResidual(out_ch, out_ch, 1, cfg.expand) for _ in range(n - 1)]
+                stages.append(nn.Sequential(*blocks))
+                in_ch = out_ch
+            self.stages = nn.ModuleList(stages)
             channels = cfg.stage_channels
         else:
             raise ValueError(f"unknown ISCN backbone {cfg.backbone!r}")
@@ -82,10 +62,12 @@ class ISCNImageEncoder(nn.Module):
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.normalize(image)
-        if hasattr(self, "backbone"):
+        if self.backbone is not None:
             c4, c8, c16 = self.backbone(x)
         else:
-            c4, c8, c16 = MobileNetV2Features.run(self.stem, self.stages, x)
+            c4 = self.stages[0](self.stem(x))
+            c8 = self.stages[1](c4)
+            c16 = self.stages[2](c8)
         f = self.input_proj(c16)
         b, c, h, w = f.shape
         pos = sine_position_embedding(h, w, c, f).flatten(2).transpose(1, 2)

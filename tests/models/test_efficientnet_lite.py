@@ -5,6 +5,7 @@ fine-tuning from weights of another backbone keeps everything that still fits.""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import torch
@@ -28,10 +29,16 @@ CATS = {281, 282, 283, 284, 285}
 COFFEE = {967, 968, 504}
 
 
+@functools.cache
+def _package_weights() -> dict[str, torch.Tensor]:
+    """The package's whole state dict (with the stride-32 blocks, head and classifier), read once."""
+    return torch.load(imagenet_weights_path(), map_location="cpu", weights_only=True)
+
+
 def _classify(features: EfficientNetLite0Features, photo: torch.Tensor) -> int:
     """Top-1 ImageNet class of ``photo [H,W,3] uint8``: our blocks, then the package's own
     stride-32 blocks, head and classifier applied functionally (they are not part of ISCN)."""
-    src = torch.load(imagenet_weights_path(), map_location="cpu", weights_only=True)
+    src = _package_weights()
 
     def bn(name: str, x: torch.Tensor) -> torch.Tensor:
         return F.batch_norm(
