@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     instance_matting: Literal["instmatt", "instmatt_official"] = "instmatt"
     smat_networks: Literal["ours", "official"] = "ours"
     official_max_side: int = Field(1280, ge=64)
+    progressive_merge: bool = True
     native_refinement: bool = False
     native_refinement_max_pixels: int = Field(400_000, ge=1_000)
     cutout_max_pixels: int = Field(4_000_000, ge=64 * 64)

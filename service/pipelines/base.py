@@ -20,6 +20,7 @@ import numpy as np
 from schemas.prompts import Prompt, PromptKind
 from schemas.system import ModelInfo
 from service.engines.marks import edge_costs, has_marks, honour_marks
+from service.engines.progressive_merge import is_corrective, merge_changes
 from service.errors import UnsupportedPrompt
 from service.prompts import focus_region, shift_prompt
 
@@ -145,6 +146,9 @@ class Pipeline(abc.ABC):
     focus_on_boxes: bool = False
     """Run on the region of the session's boxes (plus context) instead of the whole photo, so a
     small person's box gets the network's whole input size (see :meth:`run_round`)."""
+    progressive_merge: bool = True
+    """Keep a corrective round's change only where its new marks touch it, the previous round's
+    matte elsewhere (``service.engines.progressive_merge``; ``MATTESERVE_PROGRESSIVE_MERGE``)."""
 
     def check_prompts(self, prompts: Sequence[Prompt]) -> None:
         """Raise ``UnsupportedPrompt`` if this pipeline cannot use ``prompts`` (all rounds)."""
@@ -162,22 +166,30 @@ class Pipeline(abc.ABC):
         return {}
 
     async def run_round(self, request: RoundInput) -> RoundOutput:
-        """One round's matte: :meth:`compute_round`, then every click and scribble of the session
-        honoured (``service.engines.marks``: 1 under foreground marks, 0 under background
-        ones, and the region each corrects follows it), whatever the pipeline."""
+        """One round's matte: :meth:`compute_round`; in a corrective round, merged into the previous
+        round's matte where the new marks touch the change (:attr:`progressive_merge`); then every
+        click and scribble of the session honoured (``service.engines.marks``: 1 under foreground
+        marks, 0 under background ones, and the region each corrects follows it), whatever the
+        pipeline."""
         region = self._focus(request)
         if region is None:
             output = await self.compute_round(request)
         else:
             output = await self._compute_focused(request, region)
+        timer = Timer()
+        merge = self.progressive_merge and request.previous_alpha is not None
+        if merge and is_corrective(request.new_prompts):
+            with timer.stage("merge"):
+                output.alpha = await anyio.to_thread.run_sync(
+                    merge_changes, request.previous_alpha, output.alpha, request.new_prompts
+                )
         if has_marks(request.prompts):
-            timer = Timer()
             with timer.stage("marks"):
                 costs = await kept_array(request.features, MARKS_COSTS, lambda: edge_costs(request.image))
                 output.alpha = await anyio.to_thread.run_sync(
                     honour_marks, request.image, output.alpha, request.prompts, costs
                 )
-            output.timings_ms = {**output.timings_ms, **timer.ms}
+        output.timings_ms = {**output.timings_ms, **timer.ms}
         return output
 
     def _focus(self, request: RoundInput) -> tuple[int, int, int, int] | None:

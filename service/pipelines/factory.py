@@ -70,6 +70,8 @@ async def build_registry(settings: Settings, limiter: anyio.CapacityLimiter) -> 
             text.start_loading()
     else:
         log.warning("no networks in %s: serving the classical engine only", settings.model_repository)
+    for pipeline in pipelines:
+        pipeline.progressive_merge = settings.progressive_merge
     routes = load_routes(settings.auto_routes, settings.model_repository / "auto_routes.json")
     return PipelineRegistry(pipelines, routes, backend=backend, instances=instances, text=text)
 
