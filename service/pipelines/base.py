@@ -147,8 +147,9 @@ class Pipeline(abc.ABC):
     """Run on the region of the session's boxes (plus context) instead of the whole photo, so a
     small person's box gets the network's whole input size (see :meth:`run_round`)."""
     progressive_merge: bool = True
-    """Keep a corrective round's change only where its new marks touch it, the previous round's
-    matte elsewhere (``service.engines.progressive_merge``; ``MATTESERVE_PROGRESSIVE_MERGE``)."""
+    """In a multi-round pipeline, keep a corrective round's change only where its new marks touch
+    it, the previous round's matte elsewhere (``service.engines.progressive_merge``;
+    ``MATTESERVE_PROGRESSIVE_MERGE``). A single-round pipeline re-predicts from all marks."""
 
     def check_prompts(self, prompts: Sequence[Prompt]) -> None:
         """Raise ``UnsupportedPrompt`` if this pipeline cannot use ``prompts`` (all rounds)."""
@@ -166,18 +167,18 @@ class Pipeline(abc.ABC):
         return {}
 
     async def run_round(self, request: RoundInput) -> RoundOutput:
-        """One round's matte: :meth:`compute_round`; in a corrective round, merged into the previous
-        round's matte where the new marks touch the change (:attr:`progressive_merge`); then every
-        click and scribble of the session honoured (``service.engines.marks``: 1 under foreground
-        marks, 0 under background ones, and the region each corrects follows it), whatever the
-        pipeline."""
+        """One round's matte: :meth:`compute_round`; in a corrective round of a multi-round
+        pipeline, merged into the previous round's matte where the new marks touch the change
+        (:attr:`progressive_merge`); then every click and scribble of the session honoured
+        (``service.engines.marks``: 1 under foreground marks, 0 under background ones, and the
+        region each corrects follows it), whatever the pipeline."""
         region = self._focus(request)
         if region is None:
             output = await self.compute_round(request)
         else:
             output = await self._compute_focused(request, region)
         timer = Timer()
-        merge = self.progressive_merge and request.previous_alpha is not None
+        merge = self.progressive_merge and self.multi_round and request.previous_alpha is not None
         if merge and is_corrective(request.new_prompts):
             with timer.stage("merge"):
                 output.alpha = await anyio.to_thread.run_sync(

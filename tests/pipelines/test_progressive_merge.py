@@ -95,14 +95,16 @@ class _Sequence(Pipeline):
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("merge", [True, False])
-async def test_every_pipeline_merges_a_corrective_round_before_honouring_the_marks(merge: bool) -> None:
+@pytest.mark.parametrize(("merge", "multi_round"), [(True, True), (False, True), (True, False)])
+async def test_a_multi_round_pipeline_merges_a_corrective_round_before_honouring_the_marks(
+    merge: bool, multi_round: bool
+) -> None:
     image, _, _ = two_objects(360, 480)
     previous, new, click, _, _ = _rounds(360, 480)
     pipeline = _Sequence([previous, new])
-    pipeline.progressive_merge = merge
+    pipeline.progressive_merge, pipeline.multi_round = merge, multi_round
     prompts: list[Prompt] = [BoxPrompt(x0=2, y0=2, x1=478, y1=358), click]
     request = RoundInput(image, prompts, [click], previous, None, FeatureCache.in_memory(), 1)
     out = (await pipeline.run_round(request)).alpha
-    expected = merge_changes(previous, new, [click]) if merge else new
+    expected = merge_changes(previous, new, [click]) if merge and multi_round else new
     assert np.array_equal(out, honour_marks(image, expected, prompts))
