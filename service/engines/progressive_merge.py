@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 
 from schemas.prompts import ClickPrompt, Prompt, ScribblePrompt
+from service.engines.marks import WORK_SIDE
 from service.imaging import long_side_scale
 from service.prompts import draw_marks
 
-WORK_SIDE = 384
 FEATHER = 2  # px at the working size: the kept region's widening, and the blend's blur sigma
 
 
