@@ -136,7 +136,7 @@ async def _cutout_in_process(data: bytes, prompts: list[Prompt], model: str, kin
     from service.serving import matte_image
 
     settings = Settings()
-    registry = await build_registry(settings, anyio.CapacityLimiter(os.cpu_count() or 1))
+    registry = await build_registry(settings, anyio.CapacityLimiter(os.cpu_count() or 1), text_now=True)
     try:
         image = decode_image(data, max_pixels=settings.max_pixels)
         validate_prompts(prompts, image.shape[1], image.shape[0], max_prompts=settings.max_prompts_per_round)
@@ -325,7 +325,7 @@ async def _evaluate(
         raise typer.BadParameter(f"unknown protocol {protocol!r}")
     if protocol == "auto":
         rounds = 1
-    registry = await build_registry(Settings(), anyio.CapacityLimiter(os.cpu_count() or 1))
+    registry = await build_registry(Settings(), anyio.CapacityLimiter(os.cpu_count() or 1), text_now=True)
     items = list(samples(data, max_instances=max_instances, limit=limit))
     if not items:
         raise typer.BadParameter(f"no samples in {data!r}")
@@ -392,7 +392,7 @@ async def _eval_stages(data: str, limit: int | None, max_instances: int):
     items = list(samples(data, max_instances=max_instances, limit=limit))
     if not items:
         raise typer.BadParameter(f"no samples in {data!r}")
-    registry = await build_registry(Settings(), anyio.CapacityLimiter(os.cpu_count() or 1))
+    registry = await build_registry(Settings(), anyio.CapacityLimiter(os.cpu_count() or 1), text_now=True)
     try:
         return await stage_table(registry.pipelines["dfimat"], items)
     finally:
@@ -429,7 +429,7 @@ async def _eval_instances(data: str, min_area: int) -> dict:
     from service.evaluation.samples import open_selected
     from service.pipelines.factory import build_registry, close_registry
 
-    registry = await build_registry(Settings(), anyio.CapacityLimiter(os.cpu_count() or 1))
+    registry = await build_registry(Settings(), anyio.CapacityLimiter(os.cpu_count() or 1), text_now=True)
     try:
         if registry.instances is None:
             raise typer.BadParameter("instance matting is not available on this backend")
@@ -497,7 +497,7 @@ async def _calibrate(data: list[str], automatic: list[str], limit: int | None, m
         return sets
 
     prompted, automatic_sets = load(data), load(automatic)
-    registry = await build_registry(Settings(), anyio.CapacityLimiter(os.cpu_count() or 1))
+    registry = await build_registry(Settings(), anyio.CapacityLimiter(os.cpu_count() or 1), text_now=True)
     try:
         document = await calibrate(registry, prompted, automatic_sets or None)
     finally:

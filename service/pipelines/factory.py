@@ -22,9 +22,14 @@ from service.pipelines.smat import SMatPipeline
 log = logging.getLogger(__name__)
 
 
-async def build_registry(settings: Settings, limiter: anyio.CapacityLimiter) -> PipelineRegistry:
+async def build_registry(
+    settings: Settings, limiter: anyio.CapacityLimiter, *, text_now: bool = False
+) -> PipelineRegistry:
     """All pipelines on the configured backend, instance matting, and the ``auto`` routing table.
 
+    A server loads the text encoder in the background (its rounds with text get 503
+    ``model_not_ready`` meanwhile); ``text_now`` loads it before returning, for one-off work
+    (the command line's cut-outs and evaluations) that would otherwise race the load.
     The learned pipelines are registered whenever the model repository has networks, trained
     or not (``/v1/models`` reports which are untrained; ``auto`` never picks those)."""
     refinement = (
@@ -65,7 +70,12 @@ async def build_registry(settings: Settings, limiter: anyio.CapacityLimiter) -> 
             official=settings.instance_matting == "instmatt_official",
             official_max_side=settings.official_max_side,
         )
-        if dfimat.trained:
+        if dfimat.trained and text_now:
+            try:
+                await anyio.to_thread.run_sync(text.load)
+            except Exception:  # the rounds that need it report it; the others run
+                log.exception("the MiniLM text encoder could not be loaded")
+        elif dfimat.trained:
             # MiniLM takes ~10 s to load: in the background, not in start-up nor in the first text round.
             text.start_loading()
     else:

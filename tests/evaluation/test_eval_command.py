@@ -151,3 +151,13 @@ def test_eval_filters_by_sources_csv_and_scores_the_trimap_region(tmp_path: Path
     assert summary["samples"] == 1 and summary["failures"] == 0
     last = summary["per_round"][-1]
     assert 0 <= last["sad_unknown"] <= last["sad"]
+
+
+def test_eval_waits_for_the_text_encoder_before_its_first_text_round(tmp_path: Path) -> None:
+    """A server loads MiniLM in the background and answers ``model_not_ready`` meanwhile; an
+    evaluation must not race that load, or its first samples count as failed."""
+    args = ["--data", "synthetic:1@192", "--model", "dfimat", "--protocol", "mix", "--rounds", "1"]
+    result = CliRunner().invoke(app, ["eval", *args, "--limit", "1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "eval_mix.json").read_text())["models"][0]
+    assert summary["samples"] == 1 and summary["failures"] == 0, summary["failure_examples"]
