@@ -136,7 +136,8 @@ async def _cutout_in_process(data: bytes, prompts: list[Prompt], model: str, kin
     from service.serving import matte_image
 
     settings = Settings()
-    registry = await build_registry(settings, anyio.CapacityLimiter(os.cpu_count() or 1), text_now=True)
+    has_text = any(isinstance(p, TextPrompt) for p in prompts)
+    registry = await build_registry(settings, anyio.CapacityLimiter(os.cpu_count() or 1), text_now=has_text)
     try:
         image = decode_image(data, max_pixels=settings.max_pixels)
         validate_prompts(prompts, image.shape[1], image.shape[0], max_prompts=settings.max_prompts_per_round)
@@ -392,7 +393,7 @@ async def _eval_stages(data: str, limit: int | None, max_instances: int):
     items = list(samples(data, max_instances=max_instances, limit=limit))
     if not items:
         raise typer.BadParameter(f"no samples in {data!r}")
-    registry = await build_registry(Settings(), anyio.CapacityLimiter(os.cpu_count() or 1), text_now=True)
+    registry = await build_registry(Settings(), anyio.CapacityLimiter(os.cpu_count() or 1))
     try:
         return await stage_table(registry.pipelines["dfimat"], items)
     finally:
@@ -429,7 +430,7 @@ async def _eval_instances(data: str, min_area: int) -> dict:
     from service.evaluation.samples import open_selected
     from service.pipelines.factory import build_registry, close_registry
 
-    registry = await build_registry(Settings(), anyio.CapacityLimiter(os.cpu_count() or 1), text_now=True)
+    registry = await build_registry(Settings(), anyio.CapacityLimiter(os.cpu_count() or 1))
     try:
         if registry.instances is None:
             raise typer.BadParameter("instance matting is not available on this backend")
