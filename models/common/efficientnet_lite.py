@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.common.layers import conv_bn_act
+from models.common.layers import InvertedResidual, conv_bn_act
 
 # (depthwise kernel, stride, expansion, output channels) of blocks 0..10; block 11 onwards
 # is stride 32, which ISCN does not use.
@@ -46,24 +46,6 @@ PRETRAINED_SOURCE = (
 )
 
 
-class MBConv(nn.Module):
-    """Mobile inverted bottleneck without squeeze-excitation: 1x1 expand (unless ``expand`` is 1)
-    -> ``kernel`` depthwise (stride) -> 1x1 project; residual when shapes match.
-    ``[B,in_ch,H,W] -> [B,out_ch,H/stride,W/stride]``."""
-
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand: int) -> None:
-        super().__init__()
-        hidden = in_ch * expand
-        self.expand = conv_bn_act(in_ch, hidden, 1, act=nn.ReLU6) if expand != 1 else nn.Identity()
-        self.depthwise = conv_bn_act(hidden, hidden, kernel, stride, groups=hidden, act=nn.ReLU6)
-        self.project = conv_bn_act(hidden, out_ch, 1, act=None)
-        self.use_res = stride == 1 and in_ch == out_ch
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.project(self.depthwise(self.expand(x)))
-        return x + y if self.use_res else y
-
-
 class EfficientNetLite0Features(nn.Module):
     """ImageNet-normalised ``[B,3,H,W]`` -> ``(c4 [B,24,H/4,W/4], c8 [B,40,H/8,W/8],
     c16 [B,112,H/16,W/16])``."""
@@ -74,7 +56,7 @@ class EfficientNetLite0Features(nn.Module):
         blocks = []
         in_ch = STEM_CHANNELS
         for kernel, stride, expand, out_ch in LITE0_BLOCKS:
-            blocks.append(MBConv(in_ch, out_ch, kernel, stride, expand))
+            blocks.append(InvertedResidual(in_ch, out_ch, stride, expand, kernel))
             in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
 
@@ -89,8 +71,10 @@ class EfficientNetLite0Features(nn.Module):
         return c4, c8, c16
 
 
-_PART = {"expand_conv": "expand.0", "bn0": "expand.1", "depthwise_conv": "depthwise.0",
-         "bn1": "depthwise.1", "project_conv": "project.0", "bn2": "project.1"}  # fmt: skip
+# The package's module names inside a block -> (position among the block's conv-bn-act layers
+# counted from the expansion, conv or batch norm); a block without expansion starts at the depthwise.
+_PART = {"expand_conv": (0, 0), "bn0": (0, 1), "depthwise_conv": (1, 0), "bn1": (1, 1),
+         "project_conv": (2, 0), "bn2": (2, 1)}  # fmt: skip
 
 
 def _our_key(key: str) -> str | None:
@@ -102,7 +86,9 @@ def _our_key(key: str) -> str | None:
     if m := re.fullmatch(r"_blocks\.(\d+)\._(\w+)\.(\w+)", key):
         block, part, leaf = int(m.group(1)), m.group(2), m.group(3)
         if block < len(LITE0_BLOCKS) and part in _PART:
-            return f"blocks.{block}.{_PART[part]}.{leaf}"
+            layer, sub = _PART[part]
+            layer -= LITE0_BLOCKS[block][2] == 1  # no expansion layer
+            return f"blocks.{block}.block.{layer}.{sub}.{leaf}"
     return None
 
 

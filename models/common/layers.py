@@ -26,18 +26,20 @@ def conv_bn_act(
 
 
 class InvertedResidual(nn.Module):
-    """MobileNetV2 block: 1x1 expand -> 3x3 depthwise (stride s) -> 1x1 project, residual when shapes match.
+    """MobileNetV2 block: 1x1 expand (none when ``expand`` is 1) -> ``kernel`` depthwise (stride s)
+    -> 1x1 project, residual when shapes match; EfficientNet-Lite's MBConv is the same block.
 
     ``[B,in_ch,H,W] -> [B,out_ch,H/s,W/s]``. Used by the light CNN encoders of the tiny presets.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, expand: int = 2) -> None:
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, expand: int = 2, kernel: int = 3) -> None:
         super().__init__()
         hidden = in_ch * expand
         self.use_res = stride == 1 and in_ch == out_ch
+        expansion = [conv_bn_act(in_ch, hidden, 1, act=nn.ReLU6)] if expand != 1 else []
         self.block = nn.Sequential(
-            conv_bn_act(in_ch, hidden, 1, act=nn.ReLU6),
-            conv_bn_act(hidden, hidden, 3, stride, groups=hidden, act=nn.ReLU6),
+            *expansion,
+            conv_bn_act(hidden, hidden, kernel, stride, groups=hidden, act=nn.ReLU6),
             conv_bn_act(hidden, out_ch, 1, act=None),
         )
 

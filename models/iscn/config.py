@@ -46,7 +46,7 @@ class ISCNConfig:
 PRESETS: dict[str, ISCNConfig] = {
     "tiny": ISCNConfig(),
     # tiny with the ImageNet-initialised EfficientNet-Lite0 CNN (models/common/efficientnet_lite.py):
-    # a candidate, trained but not yet measured on real photos (README, "Training").
+    # two candidates trained and measured on real photos, neither shipped (README, "Training").
     "tiny_lite0": ISCNConfig(backbone="efficientnet_lite0"),
     # Mask2Former/SEEM-scale: 256-d queries, 6 encoder layers, 9 decoder layers, 100 queries.
     "paper": ISCNConfig(
