@@ -17,8 +17,8 @@ the upsampled matte:
   that fits and taken back to the photo with the guided upsampling, so a round's cost is bounded.
 
 pymatting builds the Laplacian and provides the preconditioned conjugate-gradient solver; its
-``estimate_alpha_cf`` has no prior term (a soft constraint towards a given matte), hence the few
-lines assembling the system here.
+``estimate_alpha_cf`` has no prior term (a soft constraint towards a given matte), so the system
+is assembled by ``service.engines.closed_form``.
 
 It never raises for a valid matte: a tile whose system fails keeps the upsampled values.
 """
@@ -30,9 +30,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import scipy.sparse as sp
-from pymatting import cf_laplacian, cg, ichol
 
+from service.engines.closed_form import closed_form
 from service.engines.upsampling import upsample_alpha
 
 log = logging.getLogger(__name__)
@@ -124,18 +123,14 @@ def _solve_tile(photo: np.ndarray, alpha: np.ndarray, band: np.ndarray, params: 
     if min(band.shape) < 3:
         return alpha
     try:
-        unknown, known = band.ravel(), ~band.ravel()
-        rows = cf_laplacian(photo, is_known=~band)[unknown]
-        l_u = rows[:, unknown]
-        prior = alpha.ravel()[unknown]
-        system = (l_u + params.prior_weight * sp.identity(l_u.shape[0], format="csr")).tocsr()
-        rhs = -rows[:, known].dot(alpha.ravel()[known]) + params.prior_weight * prior
-        x = cg(system, rhs, x0=prior, M=ichol(system), rtol=1e-5, maxiter=params.max_iterations)
+        return closed_form(
+            photo,
+            alpha,
+            band,
+            prior_weight=params.prior_weight,
+            rtol=1e-5,
+            max_iterations=params.max_iterations,
+        )
     except (ValueError, ArithmeticError, RuntimeError, MemoryError) as exc:
         log.info("band refinement failed on a %dx%d tile (%s); keeping the upsampled matte", *band.shape, exc)
         return alpha
-    if not np.isfinite(x).all():
-        return alpha
-    out = alpha.ravel().copy()
-    out[unknown] = np.clip(x, 0.0, 1.0)
-    return out.reshape(alpha.shape)

@@ -17,7 +17,13 @@ Weight-free baseline and fallback. One call computes the matte for all marks so 
    around it (flood fill within the previous matte), so one background click drops a
    wrongly included object rather than punching a hole in it.
 3. A trimap: an unknown band around the GrabCut boundary.
-4. pymatting's closed-form matting (Levin et al. 2008) in the band.
+4. pymatting's closed-form matting (Levin et al. 2008) in the band. In a corrective round
+   (clicks or scribbles only, after a previous matte) only the part of the band near what the
+   round changes is solved: the progressive merge (``service.engines.progressive_merge``) keeps
+   a corrective round's change only in the regions where the mask flipped that a new mark
+   touches, so band pixels farther than ``SETTLED_REACH`` band widths from those and from the
+   new marks keep the previous round's alpha and enter the system as known values
+   (``ClassicalParams.incremental``, on with the merge).
 5. Back to the original size with ``service.engines.upsampling`` (bilinear, refined by a
    guided filter on the full-resolution photo inside the uncertain band).
 6. With ``ClassicalParams.refinement``, the band solved again at the photo's resolution
@@ -36,10 +42,11 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from pymatting import estimate_alpha_cf
 
 from schemas.prompts import BoxPrompt, Prompt, TextPrompt
 from service.engines.band_refinement import BandRefinement, photo_matte
+from service.engines.closed_form import closed_form
+from service.engines.progressive_merge import is_corrective, touched_changes
 from service.errors import UnsupportedPrompt
 from service.imaging import long_side_scale, resize_long_side
 from service.prompts import boxes, draw_marks
@@ -53,6 +60,7 @@ MIN_WORK_SIDE = 160  # smaller regions are enlarged to this long side before Gra
 GRABCUT_SEED = 12345
 FLOOD_TOLERANCE = 24  # per-channel colour difference (0-255) for the region a background mark removes
 CF_MARGIN = 2  # pixels around the unknown band that closed-form matting's 3x3 windows reach
+SETTLED_REACH = 3  # band half-widths around a flipped pixel or new mark that a corrective round re-solves
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,7 @@ class ClassicalParams:
     click_fraction: float = 0.006  # radius of a click seed, fraction of the long side
     grow_fraction: float = 0.12  # probable-foreground radius around fg marks when there is no box
     refinement: BandRefinement | None = None  # the band again at the photo's resolution (step 6)
+    incremental: bool = True  # a corrective round solves only the band near what changed (step 4)
 
 
 def matte(
@@ -144,9 +153,10 @@ def matte(
     click_radius = max(2, round(params.click_fraction * long_side))
     fg_seed, bg_seed = draw_marks(prompts, h, w, scale=scale, click_radius=click_radius)
     box_mask = _box_mask(boxes(prompts), h, w, scale)
-    previous = None
+    previous = previous_soft = None
     if previous_alpha is not None:
-        previous = cv2.resize(previous_alpha.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) >= 0.5
+        previous_soft = cv2.resize(previous_alpha.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+        previous = previous_soft >= 0.5
 
     if previous is None and box_mask is None and not fg_seed.any():
         raise UnsupportedPrompt(
@@ -175,21 +185,56 @@ def matte(
         except cv2.error as exc:
             log.info("GrabCut failed on a %dx%d work image (%s); using the seeds", w, h, exc)
             mask = _seed_mask(fg_seed, bg_seed, box_mask, previous)
-    trimap = _trimap(mask, fg_seed, bg_seed, max(2, round(params.band_fraction * long_side)))
-    alpha_work = _solve_alpha(work, trimap, mask)
+    band = max(2, round(params.band_fraction * long_side))
+    trimap = _trimap(mask, fg_seed, bg_seed, band)
+    settled = None
+    if params.incremental and previous is not None and is_corrective(new_prompts):
+        new_fg, new_bg = draw_marks(new_prompts, h, w, scale=scale, click_radius=click_radius)
+        marked = (new_fg | new_bg) > 0
+        settled = _settled(touched_changes(previous, mask > 0, marked), marked, SETTLED_REACH * band)
+    alpha_work = _solve_alpha(work, trimap, mask, settled, previous_soft)
     # A downscaled working copy is the area-filtered photo the guided upsampling would compute again.
     guide = work.astype(np.float32) / 255.0 if scale < 1.0 else None
     alpha = photo_matte(alpha_work.astype(np.float32), image, params.refinement, guide)
     return ClassicalResult(alpha, models)
 
 
-def _solve_alpha(work: np.ndarray, trimap: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def _settled(kept: np.ndarray, marked: np.ndarray, reach: int) -> np.ndarray:
+    """Bool (h, w): the pixels farther than ``reach`` from the changes a corrective round keeps
+    (``kept``: the regions where the mask flipped that a new mark touches, which the progressive
+    merge keeps) and from its new marks (``marked``), where it keeps the previous round's alpha."""
+    near = (kept | marked).astype(np.uint8)
+    if not near.any():
+        return np.ones(near.shape, bool)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
+    return cv2.dilate(near, kernel) == 0
+
+
+def _solve_alpha(
+    work: np.ndarray,
+    trimap: np.ndarray,
+    mask: np.ndarray,
+    settled: np.ndarray | None = None,
+    previous: np.ndarray | None = None,
+) -> np.ndarray:
     """Closed-form alpha in the trimap's unknown band; the hard ``mask`` (with the trimap's known
-    values) when the trimap lacks a foreground, background or unknown region or the solver fails."""
+    values) when the trimap lacks a foreground, background or unknown region or the solver fails.
+
+    ``settled`` (bool (h, w)) marks band pixels that keep ``previous`` (float (h, w), the previous
+    round's alpha at this size) and enter the system as known, soft values; only the rest of the
+    band is solved (``service.engines.closed_form``; without ``settled``, pymatting's
+    ``estimate_alpha_cf`` bit for bit)."""
     hard = np.where(trimap == 0.5, mask.astype(np.float64), trimap)
     unknown = trimap == 0.5
     if not unknown.any() or not (trimap == 1.0).any() or not (trimap == 0.0).any() or min(trimap.shape) < 2:
         return hard
+    values = trimap.copy()
+    if settled is not None and previous is not None:
+        kept = unknown & settled
+        values[kept] = previous[kept]
+        unknown = unknown & ~settled
+        if not unknown.any():
+            return values
     # Only pixels within two of the band enter the system (3x3 windows around unknown pixels), so
     # the solve on the band's bounding box plus that margin is the whole image's, at a fraction of
     # the cost of building and slicing the whole image's Laplacian.
@@ -197,13 +242,16 @@ def _solve_alpha(work: np.ndarray, trimap: np.ndarray, mask: np.ndarray) -> np.n
     y0, y1 = max(0, rows[0] - CF_MARGIN), min(trimap.shape[0], rows[-1] + CF_MARGIN + 1)
     x0, x1 = max(0, cols[0] - CF_MARGIN), min(trimap.shape[1], cols[-1] + CF_MARGIN + 1)
     try:
-        part = estimate_alpha_cf(work[y0:y1, x0:x1].astype(np.float64) / 255.0, trimap[y0:y1, x0:x1])
+        values[y0:y1, x0:x1] = closed_form(
+            work[y0:y1, x0:x1].astype(np.float64) / 255.0, values[y0:y1, x0:x1], unknown[y0:y1, x0:x1]
+        )
     except (ValueError, ArithmeticError, RuntimeError, MemoryError) as exc:
+        if settled is not None:
+            log.info("closed-form matting near the change failed (%s); solving the whole band", exc)
+            return _solve_alpha(work, trimap, mask)
         log.info("closed-form matting failed (%s); using the hard mask", exc)
         return hard
-    alpha = trimap.copy()
-    alpha[y0:y1, x0:x1] = np.clip(part, 0.0, 1.0)
-    return alpha
+    return values
 
 
 def _seed_mask(

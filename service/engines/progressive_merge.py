@@ -56,17 +56,24 @@ def kept_weight(previous: np.ndarray, alpha: np.ndarray, new_prompts: Sequence[P
     def small(a: np.ndarray) -> np.ndarray:
         return a if scale == 1.0 else cv2.resize(a, (w, h), interpolation=cv2.INTER_AREA)
 
-    changed = ((small(previous) >= 0.5) != (small(alpha) >= 0.5)).astype(np.uint8)
-    if not changed.any():
+    before, after = small(previous) >= 0.5, small(alpha) >= 0.5
+    if not (before != after).any():
         return None
     fg, bg = draw_marks(new_prompts, h, w, scale=scale, click_radius=max(1, round(2 * scale)))
-    touched = cv2.dilate(fg | bg, np.ones((3, 3), np.uint8)) > 0
-    _, labels = cv2.connectedComponents(changed, connectivity=8)
-    hit = np.unique(labels[touched & (changed > 0)])
-    keep = np.isin(labels, hit[hit > 0]).astype(np.float32)
+    keep = touched_changes(before, after, (fg | bg) > 0).astype(np.float32)
     size = 2 * FEATHER + 1
     weight = cv2.GaussianBlur(cv2.dilate(keep, np.ones((size, size), np.uint8)), (0, 0), FEATHER)
     return np.clip(weight * 2.0, 0.0, 1.0)  # the kept region itself at full weight
+
+
+def touched_changes(before: np.ndarray, after: np.ndarray, marks: np.ndarray) -> np.ndarray:
+    """Bool (h, w): the 8-connected regions where the binary masks ``before`` and ``after`` (bool
+    (h, w)) differ that ``marks`` (bool (h, w), a round's new marks) touch, within a pixel."""
+    changed = (before != after).astype(np.uint8)
+    touched = cv2.dilate(marks.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    _, labels = cv2.connectedComponents(changed, connectivity=8)
+    hit = np.unique(labels[touched & (changed > 0)])
+    return np.isin(labels, hit[hit > 0])
 
 
 def blend(previous: np.ndarray, alpha: np.ndarray, weight: np.ndarray) -> np.ndarray:

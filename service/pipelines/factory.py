@@ -39,7 +39,13 @@ async def build_registry(
     )
     pipelines: list[Pipeline] = [
         ClassicalPipeline(
-            ClassicalParams(max_side=settings.classical_max_side, refinement=refinement), limiter
+            ClassicalParams(
+                max_side=settings.classical_max_side,
+                refinement=refinement,
+                # The engine's corrective rounds skip the band the merge would throw away.
+                incremental=settings.progressive_merge,
+            ),
+            limiter,
         )
     ]
     backend = create_backend(settings, limiter)
