@@ -153,6 +153,7 @@ def matte(
     click_radius = max(2, round(params.click_fraction * long_side))
     fg_seed, bg_seed = draw_marks(prompts, h, w, scale=scale, click_radius=click_radius)
     box_mask = _box_mask(boxes(prompts), h, w, scale)
+    new_fg, new_bg = draw_marks(new_prompts, h, w, scale=scale, click_radius=click_radius)
     previous = previous_soft = None
     if previous_alpha is not None:
         previous_soft = cv2.resize(previous_alpha.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
@@ -176,9 +177,7 @@ def matte(
                 bg_seed,
                 box_mask,
                 previous,
-                new_prompts,
-                scale,
-                click_radius,
+                new_bg,
                 params,
                 previous_models if previous is not None else None,
             )
@@ -189,7 +188,6 @@ def matte(
     trimap = _trimap(mask, fg_seed, bg_seed, band)
     settled = None
     if params.incremental and previous is not None and is_corrective(new_prompts):
-        new_fg, new_bg = draw_marks(new_prompts, h, w, scale=scale, click_radius=click_radius)
         marked = (new_fg | new_bg) > 0
         settled = _settled(touched_changes(previous, mask > 0, marked), marked, SETTLED_REACH * band)
     alpha_work = _solve_alpha(work, trimap, mask, settled, previous_soft)
@@ -287,14 +285,14 @@ def _grabcut(
     bg_seed: np.ndarray,
     box_mask: np.ndarray | None,
     previous: np.ndarray | None,
-    new_prompts: Sequence[Prompt],
-    scale: float,
-    click_radius: int,
+    new_bg: np.ndarray,
     params: ClassicalParams,
     resume: ColourModels | None = None,
 ) -> tuple[np.ndarray, ColourModels | None]:
     """Run GrabCut from the seeds (resuming from ``resume``'s colour models when given);
-    return the binary foreground mask (uint8 0/1) and the colour models it ended with."""
+    ``new_bg`` (uint8 (h, w)) the current round's background marks, which may remove regions of
+    ``previous``. Returns the binary foreground mask (uint8 0/1) and the colour models it ended
+    with."""
     h, w = fg_seed.shape
     gc = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
     if previous is not None:
@@ -310,7 +308,6 @@ def _grabcut(
 
     domain = previous if previous is not None else (box_mask > 0 if box_mask is not None else None)
     if domain is not None:
-        _, new_bg = draw_marks(new_prompts, h, w, scale=scale, click_radius=click_radius)
         removed = _flood_regions(work, new_bg, domain)
         gc[removed] = cv2.GC_BGD
     gc[bg_seed > 0] = cv2.GC_BGD
