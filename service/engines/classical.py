@@ -15,7 +15,10 @@ Weight-free baseline and fallback. One call computes the matte for all marks so 
    is a hard constraint; outside all boxes is background. A background mark placed on a
    region of the previous matte also removes the colour-coherent part of that region
    around it (flood fill within the previous matte), so one background click drops a
-   wrongly included object rather than punching a hole in it.
+   wrongly included object rather than punching a hole in it. Without a box nothing bounds
+   the graph cut, so only the parts of its mask that a foreground mark touches are kept
+   (``ClassicalParams.keep_connected``): the person clicked, not every region of similar
+   colour elsewhere in the photo (a later foreground click on a detached part adds it).
 3. A trimap: an unknown band around the GrabCut boundary.
 4. pymatting's closed-form matting (Levin et al. 2008) in the band. In a corrective round
    (clicks or scribbles only, after a previous matte) only the part of the band near what the
@@ -108,6 +111,7 @@ class ClassicalParams:
     band_fraction: float = 0.01  # half-width of the trimap's unknown band, fraction of the long side
     click_fraction: float = 0.006  # radius of a click seed, fraction of the long side
     grow_fraction: float = 0.12  # probable-foreground radius around fg marks when there is no box
+    keep_connected: bool = True  # without a box: keep only the mask's parts that a fg mark touches
     refinement: BandRefinement | None = None  # the band again at the photo's resolution (step 6)
     incremental: bool = True  # a corrective round solves only the band near what changed (step 4)
 
@@ -336,6 +340,12 @@ def _grabcut(
         cv2.setRNGSeed(GRABCUT_SEED)
         cv2.grabCut(bgr, gc, None, bgd_model, fgd_model, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_MASK)
     mask = np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
+    if params.keep_connected and box_mask is None:
+        # Without a box nothing bounds GrabCut: in a photo of several people it also takes
+        # whatever else has the marked colours, anywhere. What the user marked is one object.
+        _, labels = cv2.connectedComponents(mask, connectivity=8)
+        touched = np.unique(labels[(fg_seed > 0) & (mask > 0)])
+        mask = np.isin(labels, touched[touched > 0]).astype(np.uint8)
     return mask, ColourModels(background=bgd_model, foreground=fgd_model)
 
 
