@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -63,10 +65,74 @@ def measure(api: ServerProcess, size: tuple[int, int], sessions: int, rounds: in
     }
 
 
+def _session_rounds(
+    api: ServerProcess,
+    scene_index: int,
+    size: tuple[int, int],
+    rounds: int,
+    start_together: threading.Barrier,
+) -> list[float]:
+    """Run one session: round 1 alone, then wait for the others and time rounds 2..``rounds`` (ms)."""
+    client = httpx.Client(base_url=api.url, timeout=300)
+    scene = SceneGenerator(seed=777).scene(scene_index, size=size)
+    target = scene.alphas[int(scene.alphas.reshape(scene.num_instances, -1).sum(1).argmax())]
+    _, photo = cv2.imencode(".jpg", scene.image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    sid = client.post(
+        "/v1/sessions", files={"image": ("p.jpg", photo.tobytes(), "image/jpeg")}, data={"model": "classical"}
+    ).json()["session_id"]
+    simulator, previous, later = UserSimulator("box", seed=scene_index, rounds=rounds), None, []
+    for r in range(rounds):
+        if r == 1:
+            start_together.wait()
+        prompts = [p.model_dump(mode="json") for p in simulator.round_prompts(r, target, previous)]
+        start = time.perf_counter()
+        answer = client.post(f"/v1/sessions/{sid}/rounds", json={"prompts": prompts})
+        elapsed = (time.perf_counter() - start) * 1000
+        answer.raise_for_status()
+        if r > 0:
+            later.append(elapsed)
+        alpha = client.get(answer.json()["alpha_url"]).content
+        previous = cv2.imdecode(np.frombuffer(alpha, np.uint8), cv2.IMREAD_GRAYSCALE) / 255.0
+    client.delete(f"/v1/sessions/{sid}")
+    return later
+
+
+def measure_in_flight(
+    api: ServerProcess, size: tuple[int, int], in_flight: int, rounds: int
+) -> dict[str, float]:
+    """Latency of refinement rounds with ``in_flight`` sessions sending their rounds at once.
+
+    Every session does its round 1 first; then all send rounds 2..``rounds`` back to back, so
+    ``in_flight`` rounds are queued or computing at any moment. Returns the p50 / p95 of those
+    rounds' client-side latency (ms) and the rounds completed per second.
+    """
+    barrier = threading.Barrier(in_flight + 1)
+    with ThreadPoolExecutor(in_flight) as pool:
+        futures = [
+            pool.submit(_session_rounds, api, 100 + k, size, rounds, barrier) for k in range(in_flight)
+        ]
+        barrier.wait()
+        start = time.perf_counter()
+        latencies = [ms for future in futures for ms in future.result()]
+        wall = time.perf_counter() - start
+    ordered = sorted(latencies)
+    return {
+        "in_flight": in_flight,
+        "p50_ms": statistics.median(ordered),
+        "p95_ms": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
+        "rounds_per_s": len(ordered) / wall,
+        "rounds": len(ordered),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES), help="photo sizes")
+    parser.add_argument(
+        "--in-flight", type=int, default=6, help="sessions sending rounds at once (1 MP); 0: skip"
+    )
     parser.add_argument("--out", type=Path, default=Path("out/bench"))
     args = parser.parse_args(argv)
     url, own_redis = resolve_redis(None)
@@ -79,7 +145,14 @@ def main(argv: list[str] | None = None) -> None:
         },
     ).start()
     try:
-        figures = {name: measure(api, size, args.sessions, args.rounds) for name, size in SIZES.items()}
+        figures = {
+            name: measure(api, size, args.sessions, args.rounds)
+            for name, size in SIZES.items()
+            if name in args.sizes
+        }
+        loaded = (
+            measure_in_flight(api, SIZES["1 MP"], args.in_flight, args.rounds) if args.in_flight else None
+        )
     finally:
         api.stop()
         if own_redis is not None:
@@ -96,6 +169,13 @@ def main(argv: list[str] | None = None) -> None:
             f"{f['engine_round1_ms']:.0f} / {f['engine_later_ms']:.0f}",
         )
     Console().print(table)
+    if loaded is not None:
+        figures["1 MP, in flight"] = loaded
+        Console().print(
+            f"1 MP, {loaded['in_flight']} sessions sending rounds 2+ at once: "
+            f"p50 {loaded['p50_ms']:.0f} ms, p95 {loaded['p95_ms']:.0f} ms, "
+            f"{loaded['rounds_per_s']:.2f} rounds/s ({loaded['rounds']} rounds)"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "classical.json").write_text(json.dumps(figures, indent=2))
 
