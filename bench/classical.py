@@ -106,7 +106,7 @@ def measure_in_flight(
     ``in_flight`` rounds are queued or computing at any moment. Returns the p50 / p95 of those
     rounds' client-side latency (ms) and the rounds completed per second.
     """
-    barrier = threading.Barrier(in_flight + 1)
+    barrier = threading.Barrier(in_flight + 1, timeout=600)  # a failed session breaks it, no hang
     with ThreadPoolExecutor(in_flight) as pool:
         futures = [
             pool.submit(_session_rounds, api, 100 + k, size, rounds, barrier) for k in range(in_flight)

@@ -345,7 +345,8 @@ def _grabcut(
         # whatever else has the marked colours, anywhere. What the user marked is one object.
         _, labels = cv2.connectedComponents(mask, connectivity=8)
         touched = np.unique(labels[(fg_seed > 0) & (mask > 0)])
-        mask = np.isin(labels, touched[touched > 0]).astype(np.uint8)
+        if touched.any():  # no foreground mark (a later round of background marks alone): as it is
+            mask = np.isin(labels, touched[touched > 0]).astype(np.uint8)
     return mask, ColourModels(background=bgd_model, foreground=fgd_model)
 
 
