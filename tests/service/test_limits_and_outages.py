@@ -69,7 +69,9 @@ def test_idle_sessions_expire_and_use_refreshes_the_ttl(
 
 def test_rate_limit_answers_429_per_user(short_lived_server: ServerProcess) -> None:
     statuses = [httpx.get(f"{short_lived_server.url}/v1/models", headers=ERIN).status_code for _ in range(8)]
-    if 429 not in statuses:  # the minute window rolled over mid-test; one more burst decides
+    if 429 not in statuses or statuses.count(200) > 6:
+        # The fixed minute window rolled over mid-burst (its two halves each stayed within the
+        # limit, or a 429 came before the new window's 200s); the next burst is in one window.
         statuses = [
             httpx.get(f"{short_lived_server.url}/v1/models", headers=ERIN).status_code for _ in range(8)
         ]
