@@ -343,10 +343,9 @@ def _grabcut(
     if params.keep_connected and box_mask is None:
         # Without a box nothing bounds GrabCut: in a photo of several people it also takes
         # whatever else has the marked colours, anywhere. What the user marked is one object.
-        _, labels = cv2.connectedComponents(mask, connectivity=8)
-        touched = np.unique(labels[(fg_seed > 0) & (mask > 0)])
-        if touched.any():  # no foreground mark (a later round of background marks alone): as it is
-            mask = np.isin(labels, touched[touched > 0]).astype(np.uint8)
+        kept = touched_changes(np.zeros(mask.shape, bool), mask > 0, fg_seed > 0)
+        if kept.any():  # foreground marks are hard foreground, so this holds unless there are none
+            mask = kept.astype(np.uint8)
     return mask, ColourModels(background=bgd_model, foreground=fgd_model)
 
 
