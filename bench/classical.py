@@ -31,48 +31,16 @@ from service.redis_runtime import free_port, resolve_redis
 SIZES = {"320 px": (240, 320), "1 MP": (864, 1152), "12 MP": (3000, 4000)}
 
 
-def measure(api: ServerProcess, size: tuple[int, int], sessions: int, rounds: int) -> dict[str, float]:
-    client = httpx.Client(base_url=api.url, timeout=300)
-    generator = SceneGenerator(seed=777)
-    first, later, engine_first, engine_later = [], [], [], []
-    for k in range(sessions):
-        scene = generator.scene(k, size=size)
-        target = scene.alphas[int(scene.alphas.reshape(scene.num_instances, -1).sum(1).argmax())]
-        _, photo = cv2.imencode(".jpg", scene.image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
-        sid = client.post(
-            "/v1/sessions",
-            files={"image": ("p.jpg", photo.tobytes(), "image/jpeg")},
-            data={"model": "classical"},
-        ).json()["session_id"]
-        simulator, previous = UserSimulator("box", seed=k, rounds=rounds), None
-        for r in range(rounds):
-            prompts = [p.model_dump(mode="json") for p in simulator.round_prompts(r, target, previous)]
-            start = time.perf_counter()
-            answer = client.post(f"/v1/sessions/{sid}/rounds", json={"prompts": prompts})
-            elapsed = (time.perf_counter() - start) * 1000
-            answer.raise_for_status()
-            (first if r == 0 else later).append(elapsed)
-            (engine_first if r == 0 else engine_later).append(answer.json()["timings_ms"]["matting"])
-            alpha = client.get(answer.json()["alpha_url"]).content
-            previous = cv2.imdecode(np.frombuffer(alpha, np.uint8), cv2.IMREAD_GRAYSCALE) / 255.0
-        client.delete(f"/v1/sessions/{sid}")
-    return {
-        "round1_ms": statistics.median(first),
-        "later_rounds_ms": statistics.median(later),
-        "engine_round1_ms": statistics.median(engine_first),
-        "engine_later_ms": statistics.median(engine_later),
-        "rounds": len(first) + len(later),
-    }
-
-
-def _session_rounds(
+def _session(
     api: ServerProcess,
     scene_index: int,
     size: tuple[int, int],
     rounds: int,
-    start_together: threading.Barrier,
-) -> list[float]:
-    """Run one session: round 1 alone, then wait for the others and time rounds 2..``rounds`` (ms)."""
+    start_together: threading.Barrier | None = None,
+) -> list[tuple[float, float]]:
+    """Run one session of ``rounds`` rounds (box, then the simulator's clicks) on synthetic scene
+    ``scene_index``; with ``start_together``, wait at it after round 1. Returns each round's
+    (client-side latency, engine ``timings_ms.matting``) in ms."""
     client = httpx.Client(base_url=api.url, timeout=300)
     scene = SceneGenerator(seed=777).scene(scene_index, size=size)
     target = scene.alphas[int(scene.alphas.reshape(scene.num_instances, -1).sum(1).argmax())]
@@ -80,21 +48,34 @@ def _session_rounds(
     sid = client.post(
         "/v1/sessions", files={"image": ("p.jpg", photo.tobytes(), "image/jpeg")}, data={"model": "classical"}
     ).json()["session_id"]
-    simulator, previous, later = UserSimulator("box", seed=scene_index, rounds=rounds), None, []
+    simulator, previous, timings = UserSimulator("box", seed=scene_index, rounds=rounds), None, []
     for r in range(rounds):
-        if r == 1:
+        if r == 1 and start_together is not None:
             start_together.wait()
         prompts = [p.model_dump(mode="json") for p in simulator.round_prompts(r, target, previous)]
         start = time.perf_counter()
         answer = client.post(f"/v1/sessions/{sid}/rounds", json={"prompts": prompts})
         elapsed = (time.perf_counter() - start) * 1000
         answer.raise_for_status()
-        if r > 0:
-            later.append(elapsed)
+        timings.append((elapsed, answer.json()["timings_ms"]["matting"]))
         alpha = client.get(answer.json()["alpha_url"]).content
         previous = cv2.imdecode(np.frombuffer(alpha, np.uint8), cv2.IMREAD_GRAYSCALE) / 255.0
     client.delete(f"/v1/sessions/{sid}")
-    return later
+    return timings
+
+
+def measure(api: ServerProcess, size: tuple[int, int], sessions: int, rounds: int) -> dict[str, float]:
+    """Median latency and engine time of round 1 and of the later rounds, sessions one at a time."""
+    runs = [_session(api, k, size, rounds) for k in range(sessions)]
+    first = [run[0] for run in runs]
+    later = [t for run in runs for t in run[1:]]
+    return {
+        "round1_ms": statistics.median(t[0] for t in first),
+        "later_rounds_ms": statistics.median(t[0] for t in later),
+        "engine_round1_ms": statistics.median(t[1] for t in first),
+        "engine_later_ms": statistics.median(t[1] for t in later),
+        "rounds": len(first) + len(later),
+    }
 
 
 def measure_in_flight(
@@ -108,12 +89,10 @@ def measure_in_flight(
     """
     barrier = threading.Barrier(in_flight + 1, timeout=600)  # a failed session breaks it, no hang
     with ThreadPoolExecutor(in_flight) as pool:
-        futures = [
-            pool.submit(_session_rounds, api, 100 + k, size, rounds, barrier) for k in range(in_flight)
-        ]
+        futures = [pool.submit(_session, api, 100 + k, size, rounds, barrier) for k in range(in_flight)]
         barrier.wait()
         start = time.perf_counter()
-        latencies = [ms for future in futures for ms in future.result()]
+        latencies = [t[0] for future in futures for t in future.result()[1:]]
         wall = time.perf_counter() - start
     ordered = sorted(latencies)
     return {
