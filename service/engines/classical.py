@@ -19,6 +19,10 @@ Weight-free baseline and fallback. One call computes the matte for all marks so 
    the graph cut, so only the parts of its mask that a foreground mark touches are kept
    (``ClassicalParams.keep_connected``): the person clicked, not every region of similar
    colour elsewhere in the photo (a later foreground click on a detached part adds it).
+   Foreground marks spread over an object also say its size: without a box, the probable
+   foreground starts within a quarter of their bounding box's diagonal (``grow_spread``) and
+   everything beyond that box grown by one diagonal is background (``implied_margin``); a
+   single click, which says no size, keeps the fixed ``grow_fraction`` and no bound.
 3. A trimap: an unknown band around the GrabCut boundary.
 4. pymatting's closed-form matting (Levin et al. 2008) in the band. In a corrective round
    (clicks or scribbles only, after a previous matte) only the part of the band near what the
@@ -112,6 +116,13 @@ class ClassicalParams:
     click_fraction: float = 0.006  # radius of a click seed, fraction of the long side
     grow_fraction: float = 0.12  # probable-foreground radius around fg marks when there is no box
     keep_connected: bool = True  # without a box: keep only the mask's parts that a fg mark touches
+    implied_margin: float | None = (
+        1.0  # without a box: sure bg beyond the fg marks' box grown by this x its diagonal
+    )
+    grow_spread: float | None = (
+        0.25  # without a box: probable-fg radius this x the fg marks' diagonal (<= grow_fraction)
+    )
+    min_spread_fraction: float = 0.05  # fg marks spanning less than this of the long side imply no size
     refinement: BandRefinement | None = None  # the band again at the photo's resolution (step 6)
     incremental: bool = True  # a corrective round solves only the band near what changed (step 4)
 
@@ -305,10 +316,17 @@ def _grabcut(
         gc[box_mask > 0] = cv2.GC_PR_FGD
     else:
         grow = max(3, round(params.grow_fraction * max(h, w)))
+        spread = _marks_diagonal(fg_seed)
+        if params.grow_spread is not None and spread >= params.min_spread_fraction * max(h, w):
+            grow = max(3, min(grow, round(params.grow_spread * spread)))
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
         gc[cv2.dilate(fg_seed, kernel) > 0] = cv2.GC_PR_FGD
     if box_mask is not None:
         gc[box_mask == 0] = cv2.GC_BGD
+    elif params.implied_margin is not None:
+        implied = _implied_box(fg_seed, params.implied_margin, params.min_spread_fraction * max(h, w))
+        if implied is not None:
+            gc[~implied] = cv2.GC_BGD
 
     domain = previous if previous is not None else (box_mask > 0 if box_mask is not None else None)
     if domain is not None:
@@ -347,6 +365,27 @@ def _grabcut(
         if kept.any():  # foreground marks are hard foreground, so this holds unless there are none
             mask = kept.astype(np.uint8)
     return mask, ColourModels(background=bgd_model, foreground=fgd_model)
+
+
+def _marks_diagonal(fg_seed: np.ndarray) -> float:
+    """The diagonal (work pixels) of the bounding box of ``fg_seed``'s marked pixels, 0 if none."""
+    rows, cols = np.flatnonzero(fg_seed.any(axis=1)), np.flatnonzero(fg_seed.any(axis=0))
+    if len(rows) == 0:
+        return 0.0
+    return float(np.hypot(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1))
+
+
+def _implied_box(fg_seed: np.ndarray, margin: float, min_diagonal: float) -> np.ndarray | None:
+    """Bool (h, w): the foreground marks' bounding box grown by ``margin`` x its diagonal on every
+    side, or None when the marks span less than ``min_diagonal`` (one click says no size)."""
+    diagonal = _marks_diagonal(fg_seed)
+    if diagonal < min_diagonal:
+        return None
+    rows, cols = np.flatnonzero(fg_seed.any(axis=1)), np.flatnonzero(fg_seed.any(axis=0))
+    grow = round(margin * diagonal)
+    inside = np.zeros(fg_seed.shape, bool)
+    inside[max(0, rows[0] - grow) : rows[-1] + grow + 1, max(0, cols[0] - grow) : cols[-1] + grow + 1] = True
+    return inside
 
 
 def _flood_regions(work: np.ndarray, bg_marks: np.ndarray, domain: np.ndarray) -> np.ndarray:
