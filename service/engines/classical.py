@@ -116,12 +116,10 @@ class ClassicalParams:
     click_fraction: float = 0.006  # radius of a click seed, fraction of the long side
     grow_fraction: float = 0.12  # probable-foreground radius around fg marks when there is no box
     keep_connected: bool = True  # without a box: keep only the mask's parts that a fg mark touches
-    implied_margin: float | None = (
-        1.0  # without a box: sure bg beyond the fg marks' box grown by this x its diagonal
-    )
-    grow_spread: float | None = (
-        0.25  # without a box: probable-fg radius this x the fg marks' diagonal (<= grow_fraction)
-    )
+    # Without a box: sure background beyond the fg marks' box grown by this x its diagonal.
+    implied_margin: float | None = 1.0
+    # Without a box: probable-foreground radius this x the fg marks' diagonal (at most grow_fraction).
+    grow_spread: float | None = 0.25
     min_spread_fraction: float = 0.05  # fg marks spanning less than this of the long side imply no size
     refinement: BandRefinement | None = None  # the band again at the photo's resolution (step 6)
     incremental: bool = True  # a corrective round solves only the band near what changed (step 4)
@@ -310,23 +308,26 @@ def _grabcut(
     with."""
     h, w = fg_seed.shape
     gc = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
+    # Without a box, the size the foreground marks' spread implies (None for one click).
+    marked = _marks_box(fg_seed, params.min_spread_fraction * max(h, w)) if box_mask is None else None
     if previous is not None:
         gc[previous] = cv2.GC_PR_FGD
     elif box_mask is not None:
         gc[box_mask > 0] = cv2.GC_PR_FGD
     else:
         grow = max(3, round(params.grow_fraction * max(h, w)))
-        spread = _marks_diagonal(fg_seed)
-        if params.grow_spread is not None and spread >= params.min_spread_fraction * max(h, w):
-            grow = max(3, min(grow, round(params.grow_spread * spread)))
+        if params.grow_spread is not None and marked is not None:
+            grow = max(3, min(grow, round(params.grow_spread * marked[1])))
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
         gc[cv2.dilate(fg_seed, kernel) > 0] = cv2.GC_PR_FGD
     if box_mask is not None:
         gc[box_mask == 0] = cv2.GC_BGD
-    elif params.implied_margin is not None:
-        implied = _implied_box(fg_seed, params.implied_margin, params.min_spread_fraction * max(h, w))
-        if implied is not None:
-            gc[~implied] = cv2.GC_BGD
+    elif params.implied_margin is not None and marked is not None:
+        (y0, y1, x0, x1), diagonal = marked
+        grow = round(params.implied_margin * diagonal)
+        inside = np.zeros((h, w), bool)
+        inside[max(0, y0 - grow) : y1 + grow, max(0, x0 - grow) : x1 + grow] = True
+        gc[~inside] = cv2.GC_BGD
 
     domain = previous if previous is not None else (box_mask > 0 if box_mask is not None else None)
     if domain is not None:
@@ -367,25 +368,16 @@ def _grabcut(
     return mask, ColourModels(background=bgd_model, foreground=fgd_model)
 
 
-def _marks_diagonal(fg_seed: np.ndarray) -> float:
-    """The diagonal (work pixels) of the bounding box of ``fg_seed``'s marked pixels, 0 if none."""
+def _marks_box(fg_seed: np.ndarray, min_diagonal: float) -> tuple[tuple[int, int, int, int], float] | None:
+    """The bounding box ``(y0, y1, x0, x1)`` (end-exclusive) of ``fg_seed``'s marked pixels and its
+    diagonal in work pixels, or None when the marks span less than ``min_diagonal`` (one click
+    says nothing of the object's size)."""
     rows, cols = np.flatnonzero(fg_seed.any(axis=1)), np.flatnonzero(fg_seed.any(axis=0))
     if len(rows) == 0:
-        return 0.0
-    return float(np.hypot(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1))
-
-
-def _implied_box(fg_seed: np.ndarray, margin: float, min_diagonal: float) -> np.ndarray | None:
-    """Bool (h, w): the foreground marks' bounding box grown by ``margin`` x its diagonal on every
-    side, or None when the marks span less than ``min_diagonal`` (one click says no size)."""
-    diagonal = _marks_diagonal(fg_seed)
-    if diagonal < min_diagonal:
         return None
-    rows, cols = np.flatnonzero(fg_seed.any(axis=1)), np.flatnonzero(fg_seed.any(axis=0))
-    grow = round(margin * diagonal)
-    inside = np.zeros(fg_seed.shape, bool)
-    inside[max(0, rows[0] - grow) : rows[-1] + grow + 1, max(0, cols[0] - grow) : cols[-1] + grow + 1] = True
-    return inside
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    diagonal = float(np.hypot(y1 - y0, x1 - x0))
+    return None if diagonal < min_diagonal else ((y0, y1, x0, x1), diagonal)
 
 
 def _flood_regions(work: np.ndarray, bg_marks: np.ndarray, domain: np.ndarray) -> np.ndarray:
