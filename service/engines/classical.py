@@ -372,12 +372,9 @@ def _marks_box(fg_seed: np.ndarray, min_diagonal: float) -> tuple[tuple[int, int
     """The bounding box ``(y0, y1, x0, x1)`` (end-exclusive) of ``fg_seed``'s marked pixels and its
     diagonal in work pixels, or None when the marks span less than ``min_diagonal`` (one click
     says nothing of the object's size)."""
-    rows, cols = np.flatnonzero(fg_seed.any(axis=1)), np.flatnonzero(fg_seed.any(axis=0))
-    if len(rows) == 0:
-        return None
-    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    diagonal = float(np.hypot(y1 - y0, x1 - x0))
-    return None if diagonal < min_diagonal else ((y0, y1, x0, x1), diagonal)
+    x, y, width, height = cv2.boundingRect((fg_seed > 0).astype(np.uint8))  # (0, 0, 0, 0) if none
+    diagonal = float(np.hypot(width, height))
+    return None if diagonal < min_diagonal else ((y, y + height, x, x + width), diagonal)
 
 
 def _flood_regions(work: np.ndarray, bg_marks: np.ndarray, domain: np.ndarray) -> np.ndarray:

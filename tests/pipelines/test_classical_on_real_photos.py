@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter
 
+from models.eval.metrics import iou
 from models.eval.simulator import UserSimulator, deepest_point, gt_box
 from schemas.prompts import Prompt
 from service.engines.classical import ClassicalParams
@@ -340,7 +341,7 @@ def _first_click_rounds(params: ClassicalParams) -> list[tuple[np.ndarray, np.nd
 
 
 def _iou(truth: np.ndarray, mask: np.ndarray) -> float:
-    return float((truth & mask).sum() / max(1, (truth | mask).sum()))
+    return iou(mask.astype(np.float32), truth.astype(np.float32))
 
 
 def test_clicks_alone_on_real_photos_imply_the_persons_size() -> None:
@@ -348,16 +349,12 @@ def test_clicks_alone_on_real_photos_imply_the_persons_size() -> None:
     size the clicks imply matches the person better on average than the unbounded engine and
     takes less of the photo outside the person (on one of these photos a little more: a
     smaller start changes GrabCut's colour models)."""
-    implied = _first_click_rounds(ClassicalParams())
-    unbounded = _first_click_rounds(ClassicalParams(implied_margin=None, grow_spread=None))
-    ious = {
-        name: [_iou(t, m) for t, m, _ in runs]
-        for name, runs in (("implied", implied), ("unbounded", unbounded))
+    runs = {
+        "implied": _first_click_rounds(ClassicalParams()),
+        "unbounded": _first_click_rounds(ClassicalParams(implied_margin=None, grow_spread=None)),
     }
-    outside = {
-        name: [float((m & ~t).mean()) for t, m, _ in runs]
-        for name, runs in (("implied", implied), ("unbounded", unbounded))
-    }
+    ious = {name: [_iou(t, m) for t, m, _ in run] for name, run in runs.items()}
+    outside = {name: [float((m & ~t).mean()) for t, m, _ in run] for name, run in runs.items()}
     assert np.mean(ious["implied"]) > np.mean(ious["unbounded"]) + 0.05, ious
     assert np.mean(outside["implied"]) < np.mean(outside["unbounded"]), outside
 
