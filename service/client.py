@@ -120,6 +120,11 @@ def _image_file(image: ImageInput) -> tuple[str, bytes]:
     return name, _image_bytes(image)
 
 
+def _score_field(min_score: float | None) -> dict[str, str]:
+    """The multipart form field for ``/v1/instances``' ``min_score`` (none: the server's default)."""
+    return {} if min_score is None else {"min_score": repr(float(min_score))}
+
+
 def _prompts_json(prompts: Sequence[PromptInput]) -> list[dict[str, Any]]:
     """Validate ``prompts`` against the wire schema and return them as JSON-ready dicts."""
     items = [p.model_dump(mode="json") if isinstance(p, BaseModel) else dict(p) for p in prompts]
@@ -360,9 +365,12 @@ class MatteClient(_Base):
         )
         return response.content
 
-    def instances(self, image: ImageInput) -> InstancesResponse:
-        """Every human instance in ``image``, each with its own alpha matte (automatic, no prompts)."""
-        response = self._request("POST", "v1/instances", files={"image": _image_file(image)})
+    def instances(self, image: ImageInput, min_score: float | None = None) -> InstancesResponse:
+        """Every human instance in ``image``, each with its own alpha matte (automatic, no prompts);
+        ``min_score`` the least "is human" score kept (the server's default when None)."""
+        response = self._request(
+            "POST", "v1/instances", files={"image": _image_file(image)}, data=_score_field(min_score)
+        )
         return InstancesResponse.model_validate_json(response.content)
 
     @contextmanager
@@ -556,9 +564,12 @@ class AsyncMatteClient(_Base):
         )
         return response.content
 
-    async def instances(self, image: ImageInput) -> InstancesResponse:
-        """Every human instance in ``image``, each with its own alpha matte (automatic, no prompts)."""
-        response = await self._request("POST", "v1/instances", files={"image": _image_file(image)})
+    async def instances(self, image: ImageInput, min_score: float | None = None) -> InstancesResponse:
+        """Every human instance in ``image``, each with its own alpha matte (automatic, no prompts);
+        ``min_score`` the least "is human" score kept (the server's default when None)."""
+        response = await self._request(
+            "POST", "v1/instances", files={"image": _image_file(image)}, data=_score_field(min_score)
+        )
         return InstancesResponse.model_validate_json(response.content)
 
     @asynccontextmanager

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     classical_max_side: int = Field(640, ge=64)
     dfimat_refiner: Literal["mrn", "mgmatting"] = "mrn"
     instance_matting: Literal["instmatt", "instmatt_official"] = "instmatt"
+    instance_min_score: float = Field(0.5, ge=0.0, le=1.0)
     smat_networks: Literal["ours", "official"] = "ours"
     official_max_side: int = Field(1280, ge=64)
     progressive_merge: bool = True

@@ -384,12 +384,13 @@ class MattingService:
         instances = await self.registry.instances.info() if self.registry.instances else None
         return ModelsResponse(models=infos, auto=await self.registry.auto_table(), instances=instances)
 
-    async def instances(self, data: bytes) -> InstancesResponse:
-        """Every human in the photo with its own alpha matte (no prompts)."""
+    async def instances(self, data: bytes, min_score: float | None = None) -> InstancesResponse:
+        """Every human in the photo with its own alpha matte (no prompts); ``min_score`` in [0, 1]
+        the least "is human" score kept (the server's setting when None)."""
         async with self.budget.hold(peek_pixels(data)):
-            return await self._instances(data)
+            return await self._instances(data, min_score)
 
-    async def _instances(self, data: bytes) -> InstancesResponse:
+    async def _instances(self, data: bytes, min_score: float | None) -> InstancesResponse:
         matting = self.registry.instances
         if matting is None or not await matting.ready():
             raise ModelNotReady(
@@ -398,7 +399,7 @@ class MattingService:
         timer = Timer()
         with timer.stage("decode"):
             image = await self._decode(data)
-        found, timings = await matting.matte(image)
+        found, timings = await matting.matte(image, min_score)
         timer.ms.update(timings)
         with timer.stage("encode"):
             pngs = await anyio.to_thread.run_sync(

@@ -33,9 +33,18 @@ async def instances(
     user: User,
     service: Service,
     image: Annotated[UploadFile, File(description="PNG, JPEG or WebP photo.")],
+    min_score: Annotated[
+        float | None,
+        Form(
+            ge=0.0,
+            le=1.0,
+            description="Keep people whose 'is human' score is at least this (server default: "
+            "MATTESERVE_INSTANCE_MIN_SCORE). Higher: fewer false detections, more people missed.",
+        ),
+    ] = None,
 ) -> InstancesResponse:
     """Automatic human instance matting: every person in the photo, each with its own alpha PNG."""
-    return await service.instances(await image.read())
+    return await service.instances(await image.read(), min_score)
 
 
 @router.post("/matte", responses={**ERRORS, **PNG}, response_class=Response)

@@ -23,6 +23,7 @@ class InstanceReport:
     photos: int = 0
     failures: list[str] = field(default_factory=list)
     min_area: int = 0
+    min_score: float = 0.5
 
     def summary(self) -> dict[str, float]:
         r = self.result
@@ -36,14 +37,16 @@ class InstanceReport:
             **{f"imq_{k}": round(v, 4) for k, v in r.imq.items()},
             "failures": len(self.failures),
             "min_area_px": self.min_area,
+            "min_score": self.min_score,
         }
 
 
 async def evaluate_instances(pipeline: InstanceMatting, folder, min_area: int = 0) -> InstanceReport:
     """Run ``pipeline`` on every photo of ``folder`` (a loader of :mod:`models.data.layouts`);
     ground-truth people smaller than ``min_area`` pixels are neither required nor penalised
-    (predictions matching them are dropped)."""
-    report = InstanceReport(min_area=min_area)
+    (predictions matching them are dropped). The pipeline keeps people scoring at least its
+    ``min_score`` (``MATTESERVE_INSTANCE_MIN_SCORE``)."""
+    report = InstanceReport(min_area=min_area, min_score=pipeline.min_score)
     for index in range(len(folder)):
         try:
             scene = folder[index]

@@ -73,6 +73,7 @@ async def build_registry(
         instances = InstanceMatting(
             backend,
             limiter,
+            min_score=settings.instance_min_score,
             official=settings.instance_matting == "instmatt_official",
             official_max_side=settings.official_max_side,
         )

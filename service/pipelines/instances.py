@@ -24,6 +24,7 @@ import anyio
 import cv2
 import numpy as np
 import torch
+from scipy.special import expit
 
 from models.io_spec import model_io
 from models.official.contract import capped_size
@@ -52,7 +53,7 @@ class Instance:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    return expit(x)  # no overflow warning for the -20 logits outside the photo
 
 
 def select_instances(
@@ -107,8 +108,11 @@ class InstanceMatting(NetworkRunner):
                 "network (imported official weights) mattes them together."
             )
 
-    async def matte(self, image: np.ndarray) -> tuple[list[Instance], dict[str, float]]:
-        """Find and matte every human in ``image`` (H, W, 3 uint8)."""
+    async def matte(
+        self, image: np.ndarray, min_score: float | None = None
+    ) -> tuple[list[Instance], dict[str, float]]:
+        """Find and matte every human in ``image`` (H, W, 3 uint8) whose "is human" score is at
+        least ``min_score`` (the pipeline's own ``min_score`` when None)."""
         timer = Timer()
         box = Letterbox(*image.shape[:2], self.size)
         if self.official:
@@ -142,7 +146,11 @@ class InstanceMatting(NetworkRunner):
         inner[...] = True
         logits = np.where(valid_area[None], logits, -20.0)
         kept = select_instances(
-            logits, scores, min_score=self.min_score, max_overlap=self.max_overlap, limit=slots
+            logits,
+            scores,
+            min_score=self.min_score if min_score is None else min_score,
+            max_overlap=self.max_overlap,
+            limit=slots,
         )
         if not kept:
             return [], timer.ms

@@ -136,6 +136,12 @@ def test_instances_answers_the_documented_response_or_the_servers_error(api_serv
         if direct.is_success:
             found = client.instances(image)
             assert isinstance(found, InstancesResponse) and (found.width, found.height) == (480, 360)
+            every = client.instances(image, min_score=0.0)
+            assert len(every.instances) >= len(found.instances)
+            assert all(i.score >= 0.95 for i in client.instances(image, min_score=0.95).instances)
+            with pytest.raises(MatteServerError) as out_of_range:
+                client.instances(image, min_score=1.5)
+            assert out_of_range.value.code == "invalid_request" and out_of_range.value.status == 422
         else:
             with pytest.raises(MatteServerError) as caught:
                 client.instances(image)

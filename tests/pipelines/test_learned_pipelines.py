@@ -225,6 +225,46 @@ def test_instances_route_answers_the_documented_shape(api_server: ServerProcess)
     assert json.loads(bad.text)["error"]["code"] == "unsupported_media_type"
 
 
+def _post_instances(server: ServerProcess, image: np.ndarray, form: dict[str, str]) -> httpx.Response:
+    return httpx.post(
+        f"{server.url}/v1/instances",
+        files={"image": ("a.png", encode(image), "image/png")},
+        data=form,
+        headers=ALICE,
+        timeout=120,
+    )
+
+
+def test_instances_min_score_trades_false_detections_for_missed_people(api_server: ServerProcess) -> None:
+    """``min_score`` on real COCO photos of several people: every instance returned scores at least
+    the threshold, a higher threshold returns no more people than a lower one (fewer over the
+    photos), and a value outside [0, 1] or not a number is a clear 422."""
+    from service.evaluation.samples import samples
+    from tests.support.shared_data import require
+
+    root = require("evaldata", "coco128seg_persons")
+    photos = [s.image for s in samples(str(root), max_instances=1)][:4]
+    counts: dict[float | None, list[int]] = {}
+    for threshold in (0.0, None, 0.9):
+        data = {} if threshold is None else {"min_score": str(threshold)}
+        counts[threshold] = []
+        for image in photos:
+            response = _post_instances(api_server, image, data)
+            assert response.status_code == 200, response.text
+            scores = [i["score"] for i in response.json()["instances"]]
+            # The server's default, 0.5, when no threshold is sent.
+            assert all(score >= (0.5 if threshold is None else threshold) - 1e-4 for score in scores)
+            counts[threshold].append(len(scores))
+    for low, high in ((0.0, None), (None, 0.9)):
+        assert all(a >= b for a, b in zip(counts[low], counts[high], strict=True)), counts
+    assert sum(counts[0.0]) > sum(counts[0.9]), counts
+    for bad in ("1.5", "-0.1", "high"):
+        response = _post_instances(api_server, photos[0], {"min_score": bad})
+        assert response.status_code == 422, (bad, response.text)
+        error = response.json()["error"]
+        assert error["code"] == "invalid_request" and "min_score" in error["message"]
+
+
 @pytest.mark.anyio
 async def test_a_network_that_fails_to_load_answers_503_without_server_paths(tmp_path, caplog) -> None:
     """The reason (the file path and the loader's error) goes to the log, not to the client."""
