@@ -258,7 +258,7 @@ def test_instances_min_score_trades_false_detections_for_missed_people(api_serve
     for low, high in ((0.0, None), (None, 0.9)):
         assert all(a >= b for a, b in zip(counts[low], counts[high], strict=True)), counts
     assert sum(counts[0.0]) > sum(counts[0.9]), counts
-    for bad in ("1.5", "-0.1", "high"):
+    for bad in ("1.5", "-0.1", "nan", "high"):
         response = _post_instances(api_server, photos[0], {"min_score": bad})
         assert response.status_code == 422, (bad, response.text)
         error = response.json()["error"]
