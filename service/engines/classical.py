@@ -23,6 +23,11 @@ Weight-free baseline and fallback. One call computes the matte for all marks so 
    foreground starts within a quarter of their bounding box's diagonal (``grow_spread``) and
    everything beyond that box grown by one diagonal is background (``implied_margin``); a
    single click, which says no size, keeps the fixed ``grow_fraction`` and no bound.
+   A box never comes back empty (``ClassicalParams.box_core``): when GrabCut's colour models find
+   nothing in a box that differs from its surroundings (a grey photo, a person dressed like the
+   background) and cover less than ``EMPTY_BOX_FRACTION`` of it, round 1 cuts again with the
+   box's central ellipse as sure foreground; a later round that empties a box keeps the previous
+   mask there less the new background marks (the marks' correction then removes their regions).
 3. A trimap: an unknown band around the GrabCut boundary.
 4. pymatting's closed-form matting (Levin et al. 2008) in the band. In a corrective round
    (clicks or scribbles only, after a previous matte) only the part of the band near what the
@@ -67,6 +72,7 @@ MIN_WORK_SIDE = 160  # smaller regions are enlarged to this long side before Gra
 GRABCUT_SEED = 12345
 FLOOD_TOLERANCE = 24  # per-channel colour difference (0-255) for the region a background mark removes
 CF_MARGIN = 2  # pixels around the unknown band that closed-form matting's 3x3 windows reach
+EMPTY_BOX_FRACTION = 0.01  # a round-1 mask covering less of a box than this left the box empty
 SETTLED_REACH = 3  # band half-widths around a flipped pixel or new mark that a corrective round re-solves
 
 
@@ -121,6 +127,9 @@ class ClassicalParams:
     # Without a box: probable-foreground radius this x the fg marks' diagonal (at most grow_fraction).
     grow_spread: float | None = 0.25
     min_spread_fraction: float = 0.05  # fg marks spanning less than this of the long side imply no size
+    # A box GrabCut leaves empty in round 1 is cut again with the central ellipse of these semi-axes
+    # (fractions of the box's width and height) as sure foreground; None: left empty.
+    box_core: float | None = 0.15
     refinement: BandRefinement | None = None  # the band again at the photo's resolution (step 6)
     incremental: bool = True  # a corrective round solves only the band near what changed (step 4)
 
@@ -165,7 +174,8 @@ def matte(
     long_side = max(h, w)
     click_radius = max(2, round(params.click_fraction * long_side))
     fg_seed, bg_seed = draw_marks(prompts, h, w, scale=scale, click_radius=click_radius)
-    box_mask = _box_mask(boxes(prompts), h, w, scale)
+    rects = _box_rects(boxes(prompts), h, w, scale)
+    box_mask = _box_mask(rects, h, w)
     new_fg, new_bg = draw_marks(new_prompts, h, w, scale=scale, click_radius=click_radius)
     previous = previous_soft = None
     if previous_alpha is not None:
@@ -193,6 +203,7 @@ def matte(
                 new_bg,
                 params,
                 previous_models if previous is not None else None,
+                rects if params.box_core is not None else (),
             )
         except cv2.error as exc:
             log.info("GrabCut failed on a %dx%d work image (%s); using the seeds", w, h, exc)
@@ -281,15 +292,40 @@ def _seed_mask(
     return mask
 
 
-def _box_mask(box_prompts: list[BoxPrompt], h: int, w: int, scale: float) -> np.ndarray | None:
-    if not box_prompts:
+def _box_rects(box_prompts: list[BoxPrompt], h: int, w: int, scale: float) -> list[tuple[int, int, int, int]]:
+    """The boxes as ``(x0, y0, x1, y1)`` work pixels (end-exclusive), clipped to the (h, w) image."""
+    rects = []
+    for box in box_prompts:
+        x0, y0 = max(0, int(np.floor(box.x0 * scale))), max(0, int(np.floor(box.y0 * scale)))
+        x1, y1 = min(w, int(np.ceil(box.x1 * scale))), min(h, int(np.ceil(box.y1 * scale)))
+        rects.append((x0, y0, x1, y1))
+    return rects
+
+
+def _box_mask(rects: list[tuple[int, int, int, int]], h: int, w: int) -> np.ndarray | None:
+    """uint8 (h, w): 1 inside any of ``rects``; None without boxes."""
+    if not rects:
         return None
     mask = np.zeros((h, w), np.uint8)
-    for box in box_prompts:
-        x0, y0 = int(np.floor(box.x0 * scale)), int(np.floor(box.y0 * scale))
-        x1, y1 = int(np.ceil(box.x1 * scale)), int(np.ceil(box.y1 * scale))
-        mask[max(0, y0) : min(h, y1), max(0, x0) : min(w, x1)] = 1
+    for x0, y0, x1, y1 in rects:
+        mask[y0:y1, x0:x1] = 1
     return mask
+
+
+def _empty_box_cores(
+    mask: np.ndarray, rects: Sequence[tuple[int, int, int, int]], fraction: float
+) -> np.ndarray | None:
+    """bool (h, w): the central ellipse (semi-axes ``fraction`` of the box's width and height, at
+    least a pixel) of every box that ``mask`` covers less than ``EMPTY_BOX_FRACTION`` of; None when
+    it covers enough of every box."""
+    cores = np.zeros(mask.shape, np.uint8)
+    for x0, y0, x1, y1 in rects:
+        if x1 <= x0 or y1 <= y0 or mask[y0:y1, x0:x1].mean() >= EMPTY_BOX_FRACTION:
+            continue
+        centre = ((x0 + x1 - 1) // 2, (y0 + y1 - 1) // 2)
+        axes = (max(1, round(fraction * (x1 - x0))), max(1, round(fraction * (y1 - y0))))
+        cv2.ellipse(cores, centre, axes, 0, 0, 360, 1, -1)
+    return cores > 0 if cores.any() else None
 
 
 def _grabcut(
@@ -301,11 +337,13 @@ def _grabcut(
     new_bg: np.ndarray,
     params: ClassicalParams,
     resume: ColourModels | None = None,
+    rects: Sequence[tuple[int, int, int, int]] = (),
 ) -> tuple[np.ndarray, ColourModels | None]:
     """Run GrabCut from the seeds (resuming from ``resume``'s colour models when given);
     ``new_bg`` (uint8 (h, w)) the current round's background marks, which may remove regions of
-    ``previous``. Returns the binary foreground mask (uint8 0/1) and the colour models it ended
-    with."""
+    ``previous``; ``rects`` the boxes (work pixels) that must not come back empty from a first
+    round (``ClassicalParams.box_core``). Returns the binary foreground mask (uint8 0/1) and the
+    colour models it ended with."""
     h, w = fg_seed.shape
     gc = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
     # Without a box, the size the foreground marks' spread implies (None for one click).
@@ -330,6 +368,7 @@ def _grabcut(
         gc[~inside] = cv2.GC_BGD
 
     domain = previous if previous is not None else (box_mask > 0 if box_mask is not None else None)
+    removed = np.zeros((h, w), bool)
     if domain is not None:
         removed = _flood_regions(work, new_bg, domain)
         gc[removed] = cv2.GC_BGD
@@ -348,17 +387,25 @@ def _grabcut(
     both_labels = (
         np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)).any() and np.isin(gc, (cv2.GC_BGD, cv2.GC_PR_BGD)).any()
     )
+    start = gc.copy() if rects and previous is None else None  # for the retry of an emptied box
     if resume is not None and both_labels:
         bgd_model, fgd_model = resume.background.copy(), resume.foreground.copy()
         cv2.grabCut(bgr, gc, None, bgd_model, fgd_model, LATER_ROUND_ITERATIONS, cv2.GC_EVAL)
     else:
-        bgd_model = np.zeros((1, 65), np.float64)
-        fgd_model = np.zeros((1, 65), np.float64)
-        # GrabCut seeds its colour models with k-means from OpenCV's per-thread RNG: fix the
-        # seed so the same marks always give the same matte, whichever worker thread runs it.
-        cv2.setRNGSeed(GRABCUT_SEED)
-        cv2.grabCut(bgr, gc, None, bgd_model, fgd_model, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_MASK)
+        bgd_model, fgd_model = _fresh_cut(bgr, gc)
     mask = np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
+    cores = _empty_box_cores(mask, rects, params.box_core) if start is not None else None
+    if cores is not None:
+        # Nothing in the box differed enough from its surroundings for GrabCut's colour models (a
+        # grey photo, a person dressed like the background): the box's centre is the object.
+        log.info("GrabCut left a box empty; cutting again from the box's centre")
+        start[cores & (start != cv2.GC_BGD)] = cv2.GC_FGD
+        bgd_model, fgd_model = _fresh_cut(bgr, start)
+        mask = np.isin(start, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
+    elif rects and previous is not None:
+        # A later round's marks said what is not the object, never that nothing is: where the cut
+        # emptied a box, the previous mask less what the new background marks removed stays.
+        _refill_emptied_boxes(mask, previous & (bg_seed == 0), rects)
     if params.keep_connected and box_mask is None:
         # Without a box nothing bounds GrabCut: in a photo of several people it also takes
         # whatever else has the marked colours, anywhere. What the user marked is one object.
@@ -366,6 +413,32 @@ def _grabcut(
         if kept.any():  # foreground marks are hard foreground, so this holds unless there are none
             mask = kept.astype(np.uint8)
     return mask, ColourModels(background=bgd_model, foreground=fgd_model)
+
+
+def _refill_emptied_boxes(
+    mask: np.ndarray, fallback: np.ndarray, rects: Sequence[tuple[int, int, int, int]]
+) -> None:
+    """In each box that ``mask`` (uint8 (h, w), updated in place) covers less than
+    ``EMPTY_BOX_FRACTION`` of and ``fallback`` (bool (h, w)) covers at least that much, the mask
+    becomes ``fallback``'s."""
+    for x0, y0, x1, y1 in rects:
+        if x1 <= x0 or y1 <= y0:
+            continue
+        part, kept = mask[y0:y1, x0:x1], fallback[y0:y1, x0:x1]
+        if part.mean() < EMPTY_BOX_FRACTION <= kept.mean():
+            part[...] = kept
+
+
+def _fresh_cut(bgr: np.ndarray, gc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """GrabCut from the labels ``gc`` (updated in place) with new colour models; returns the
+    models (background, foreground)."""
+    bgd_model = np.zeros((1, 65), np.float64)
+    fgd_model = np.zeros((1, 65), np.float64)
+    # GrabCut seeds its colour models with k-means from OpenCV's per-thread RNG: fix the
+    # seed so the same marks always give the same matte, whichever worker thread runs it.
+    cv2.setRNGSeed(GRABCUT_SEED)
+    cv2.grabCut(bgr, gc, None, bgd_model, fgd_model, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_MASK)
+    return bgd_model, fgd_model
 
 
 def _marks_box(fg_seed: np.ndarray, min_diagonal: float) -> tuple[tuple[int, int, int, int], float] | None:
