@@ -27,7 +27,7 @@ Weight-free baseline and fallback. One call computes the matte for all marks so 
    nothing in a box that differs from its surroundings (a grey photo, a person dressed like the
    background) and cover less than ``EMPTY_BOX_FRACTION`` of it, round 1 cuts again with the
    box's central ellipse as sure foreground; a later round that empties a box keeps the previous
-   mask there less the new background marks (the marks' correction then removes their regions).
+   mask there less the background marks (the marks' correction then removes their regions).
 3. A trimap: an unknown band around the GrabCut boundary.
 4. pymatting's closed-form matting (Levin et al. 2008) in the band. In a corrective round
    (clicks or scribbles only, after a previous matte) only the part of the band near what the
@@ -72,7 +72,7 @@ MIN_WORK_SIDE = 160  # smaller regions are enlarged to this long side before Gra
 GRABCUT_SEED = 12345
 FLOOD_TOLERANCE = 24  # per-channel colour difference (0-255) for the region a background mark removes
 CF_MARGIN = 2  # pixels around the unknown band that closed-form matting's 3x3 windows reach
-EMPTY_BOX_FRACTION = 0.01  # a round-1 mask covering less of a box than this left the box empty
+EMPTY_BOX_FRACTION = 0.01  # GrabCut's mask covering less of a box than this left the box empty
 SETTLED_REACH = 3  # band half-widths around a flipped pixel or new mark that a corrective round re-solves
 
 
@@ -128,7 +128,8 @@ class ClassicalParams:
     grow_spread: float | None = 0.25
     min_spread_fraction: float = 0.05  # fg marks spanning less than this of the long side imply no size
     # A box GrabCut leaves empty in round 1 is cut again with the central ellipse of these semi-axes
-    # (fractions of the box's width and height) as sure foreground; None: left empty.
+    # (fractions of the box's width and height) as sure foreground, and one a later round empties
+    # keeps the previous mask; None: neither.
     box_core: float | None = 0.15
     refinement: BandRefinement | None = None  # the band again at the photo's resolution (step 6)
     incremental: bool = True  # a corrective round solves only the band near what changed (step 4)
@@ -368,7 +369,6 @@ def _grabcut(
         gc[~inside] = cv2.GC_BGD
 
     domain = previous if previous is not None else (box_mask > 0 if box_mask is not None else None)
-    removed = np.zeros((h, w), bool)
     if domain is not None:
         removed = _flood_regions(work, new_bg, domain)
         gc[removed] = cv2.GC_BGD
@@ -404,7 +404,7 @@ def _grabcut(
         mask = np.isin(start, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
     elif rects and previous is not None:
         # A later round's marks said what is not the object, never that nothing is: where the cut
-        # emptied a box, the previous mask less what the new background marks removed stays.
+        # emptied a box, the previous mask less the background marks stays.
         _refill_emptied_boxes(mask, previous & (bg_seed == 0), rects)
     if params.keep_connected and box_mask is None:
         # Without a box nothing bounds GrabCut: in a photo of several people it also takes
