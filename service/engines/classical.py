@@ -204,7 +204,7 @@ def matte(
                 new_bg,
                 params,
                 previous_models if previous is not None else None,
-                rects if params.box_core is not None else (),
+                rects,
             )
         except cv2.error as exc:
             log.info("GrabCut failed on a %dx%d work image (%s); using the seeds", w, h, exc)
@@ -313,20 +313,29 @@ def _box_mask(rects: list[tuple[int, int, int, int]], h: int, w: int) -> np.ndar
     return mask
 
 
-def _empty_box_cores(
-    mask: np.ndarray, rects: Sequence[tuple[int, int, int, int]], fraction: float
-) -> np.ndarray | None:
-    """bool (h, w): the central ellipse (semi-axes ``fraction`` of the box's width and height, at
-    least a pixel) of every box that ``mask`` covers less than ``EMPTY_BOX_FRACTION`` of; None when
-    it covers enough of every box."""
-    cores = np.zeros(mask.shape, np.uint8)
+def _emptied_boxes(
+    mask: np.ndarray, rects: Sequence[tuple[int, int, int, int]]
+) -> list[tuple[int, int, int, int]]:
+    """The non-degenerate boxes of ``rects`` that ``mask`` (h, w) covers less than
+    ``EMPTY_BOX_FRACTION`` of."""
+    return [
+        (x0, y0, x1, y1)
+        for x0, y0, x1, y1 in rects
+        if x1 > x0 and y1 > y0 and mask[y0:y1, x0:x1].mean() < EMPTY_BOX_FRACTION
+    ]
+
+
+def _box_cores(
+    shape: tuple[int, int], rects: Sequence[tuple[int, int, int, int]], fraction: float
+) -> np.ndarray:
+    """bool ``shape``: the central ellipse of each box (semi-axes ``fraction`` of its width and
+    height, at least a pixel)."""
+    cores = np.zeros(shape, np.uint8)
     for x0, y0, x1, y1 in rects:
-        if x1 <= x0 or y1 <= y0 or mask[y0:y1, x0:x1].mean() >= EMPTY_BOX_FRACTION:
-            continue
         centre = ((x0 + x1 - 1) // 2, (y0 + y1 - 1) // 2)
         axes = (max(1, round(fraction * (x1 - x0))), max(1, round(fraction * (y1 - y0))))
         cv2.ellipse(cores, centre, axes, 0, 0, 360, 1, -1)
-    return cores > 0 if cores.any() else None
+    return cores > 0
 
 
 def _grabcut(
@@ -342,8 +351,8 @@ def _grabcut(
 ) -> tuple[np.ndarray, ColourModels | None]:
     """Run GrabCut from the seeds (resuming from ``resume``'s colour models when given);
     ``new_bg`` (uint8 (h, w)) the current round's background marks, which may remove regions of
-    ``previous``; ``rects`` the boxes (work pixels) that must not come back empty from a first
-    round (``ClassicalParams.box_core``). Returns the binary foreground mask (uint8 0/1) and the
+    ``previous``; ``rects`` the boxes (work pixels), which must not come back empty
+    (``ClassicalParams.box_core``). Returns the binary foreground mask (uint8 0/1) and the
     colour models it ended with."""
     h, w = fg_seed.shape
     gc = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
@@ -387,25 +396,29 @@ def _grabcut(
     both_labels = (
         np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)).any() and np.isin(gc, (cv2.GC_BGD, cv2.GC_PR_BGD)).any()
     )
-    start = gc.copy() if rects and previous is None else None  # for the retry of an emptied box
+    guarded = rects if params.box_core is not None else ()
+    start = gc.copy() if guarded and previous is None else None  # for the retry of an emptied box
     if resume is not None and both_labels:
         bgd_model, fgd_model = resume.background.copy(), resume.foreground.copy()
         cv2.grabCut(bgr, gc, None, bgd_model, fgd_model, LATER_ROUND_ITERATIONS, cv2.GC_EVAL)
     else:
         bgd_model, fgd_model = _fresh_cut(bgr, gc)
     mask = np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
-    cores = _empty_box_cores(mask, rects, params.box_core) if start is not None else None
-    if cores is not None:
+    emptied = _emptied_boxes(mask, guarded)
+    if emptied and start is not None:
         # Nothing in the box differed enough from its surroundings for GrabCut's colour models (a
         # grey photo, a person dressed like the background): the box's centre is the object.
         log.info("GrabCut left a box empty; cutting again from the box's centre")
-        start[cores & (start != cv2.GC_BGD)] = cv2.GC_FGD
+        start[_box_cores(mask.shape, emptied, params.box_core) & (start != cv2.GC_BGD)] = cv2.GC_FGD
         bgd_model, fgd_model = _fresh_cut(bgr, start)
         mask = np.isin(start, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
-    elif rects and previous is not None:
+    elif emptied:
         # A later round's marks said what is not the object, never that nothing is: where the cut
         # emptied a box, the previous mask less the background marks stays.
-        _refill_emptied_boxes(mask, previous & (bg_seed == 0), rects)
+        kept = previous & (bg_seed == 0)
+        for x0, y0, x1, y1 in emptied:
+            if kept[y0:y1, x0:x1].mean() >= EMPTY_BOX_FRACTION:
+                mask[y0:y1, x0:x1] = kept[y0:y1, x0:x1]
     if params.keep_connected and box_mask is None:
         # Without a box nothing bounds GrabCut: in a photo of several people it also takes
         # whatever else has the marked colours, anywhere. What the user marked is one object.
@@ -413,20 +426,6 @@ def _grabcut(
         if kept.any():  # foreground marks are hard foreground, so this holds unless there are none
             mask = kept.astype(np.uint8)
     return mask, ColourModels(background=bgd_model, foreground=fgd_model)
-
-
-def _refill_emptied_boxes(
-    mask: np.ndarray, fallback: np.ndarray, rects: Sequence[tuple[int, int, int, int]]
-) -> None:
-    """In each box that ``mask`` (uint8 (h, w), updated in place) covers less than
-    ``EMPTY_BOX_FRACTION`` of and ``fallback`` (bool (h, w)) covers at least that much, the mask
-    becomes ``fallback``'s."""
-    for x0, y0, x1, y1 in rects:
-        if x1 <= x0 or y1 <= y0:
-            continue
-        part, kept = mask[y0:y1, x0:x1], fallback[y0:y1, x0:x1]
-        if part.mean() < EMPTY_BOX_FRACTION <= kept.mean():
-            part[...] = kept
 
 
 def _fresh_cut(bgr: np.ndarray, gc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

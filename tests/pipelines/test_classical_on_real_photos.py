@@ -18,7 +18,7 @@ from models.eval.simulator import UserSimulator, deepest_point, gt_box
 from schemas.prompts import Prompt
 from service.engines.classical import ClassicalParams
 from service.evaluation.samples import samples
-from service.pipelines import FeatureCache, RoundInput
+from service.pipelines import FeatureCache, PipelineRegistry, RoundInput
 from service.pipelines.classical import ClassicalPipeline
 from tests.support.shared_data import require
 
@@ -421,18 +421,13 @@ def test_a_later_round_never_empties_the_box_on_a_real_photo() -> None:
     root: Path = require("evaldata", "coco128seg_persons")
     sample = next(s for s in samples(str(root), max_instances=2) if s.name == "000000000061#0")
 
-    class Registry:
-        def __init__(self, params: ClassicalParams) -> None:
-            self.pipeline = ClassicalPipeline(params, anyio.CapacityLimiter(1))
-
-        async def resolve(self, model: str, prompts: list) -> ClassicalPipeline:
-            return self.pipeline
+    def registry(core: float | None) -> PipelineRegistry:
+        return PipelineRegistry(
+            [ClassicalPipeline(ClassicalParams(box_core=core), anyio.CapacityLimiter(1))], {}
+        )
 
     rounds = {
-        core: anyio.run(
-            run_sample, Registry(ClassicalParams(box_core=core)), "classical", sample, "box", 2, 0
-        )
-        for core in (0.15, None)
+        core: anyio.run(run_sample, registry(core), "classical", sample, "box", 2, 0) for core in (0.15, None)
     }
     kept, emptied = ([r.iou for r in rounds[core].rounds] for core in (0.15, None))
     assert kept[0] == emptied[0] > 0.3
