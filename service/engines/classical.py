@@ -214,7 +214,8 @@ def matte(
     settled = None
     if params.incremental and previous is not None and is_corrective(new_prompts):
         marked = (new_fg | new_bg) > 0
-        settled = _settled(touched_changes(previous, mask > 0, marked), marked, SETTLED_REACH * band)
+        kept = touched_changes(previous, mask > 0, new_fg > 0, new_bg > 0)
+        settled = _settled(kept, marked, SETTLED_REACH * band)
     alpha_work = _solve_alpha(work, trimap, mask, settled, previous_soft)
     # A downscaled working copy is the area-filtered photo the guided upsampling would compute again.
     guide = work.astype(np.float32) / 255.0 if scale < 1.0 else None

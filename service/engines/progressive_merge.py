@@ -60,19 +60,33 @@ def kept_weight(previous: np.ndarray, alpha: np.ndarray, new_prompts: Sequence[P
     if not (before != after).any():
         return None
     fg, bg = draw_marks(new_prompts, h, w, scale=scale, click_radius=max(1, round(2 * scale)))
-    keep = touched_changes(before, after, (fg | bg) > 0).astype(np.float32)
+    keep = touched_changes(before, after, fg > 0, bg > 0).astype(np.float32)
     size = 2 * FEATHER + 1
     weight = cv2.GaussianBlur(cv2.dilate(keep, np.ones((size, size), np.uint8)), (0, 0), FEATHER)
     return np.clip(weight * 2.0, 0.0, 1.0)  # the kept region itself at full weight
 
 
-def touched_changes(before: np.ndarray, after: np.ndarray, marks: np.ndarray) -> np.ndarray:
-    """Bool (h, w): the 8-connected regions where the binary masks ``before`` and ``after`` (bool
-    (h, w)) differ that ``marks`` (bool (h, w), a round's new marks) touch, within a pixel."""
-    changed = (before != after).astype(np.uint8)
+def touched_changes(
+    before: np.ndarray, after: np.ndarray, fg_marks: np.ndarray, bg_marks: np.ndarray | None = None
+) -> np.ndarray:
+    """Bool (h, w): the changes from the binary mask ``before`` to ``after`` (bool (h, w)) that
+    the marks ask for: the 8-connected regions that became foreground and that ``fg_marks``
+    touch, and those that became background and that ``bg_marks`` touch (bool (h, w) each,
+    within a pixel). A region that changed against its mark's label (a foreground click beside
+    a part the new prediction dropped) is not kept."""
+    kept = _touched(after & ~before, fg_marks)
+    if bg_marks is not None:
+        kept |= _touched(before & ~after, bg_marks)
+    return kept
+
+
+def _touched(region: np.ndarray, marks: np.ndarray) -> np.ndarray:
+    """Bool (h, w): the 8-connected components of ``region`` that ``marks`` touch, within a pixel."""
+    if not marks.any() or not region.any():
+        return np.zeros(region.shape, bool)
     touched = cv2.dilate(marks.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    _, labels = cv2.connectedComponents(changed, connectivity=8)
-    hit = np.unique(labels[touched & (changed > 0)])
+    _, labels = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)
+    hit = np.unique(labels[touched & region])
     return np.isin(labels, hit[hit > 0])
 
 

@@ -56,6 +56,23 @@ def test_a_change_nowhere_near_the_marks_is_undone_entirely() -> None:
     assert np.allclose(merge_changes(previous, new, [away]), previous, atol=1e-6)
 
 
+@pytest.mark.parametrize("label", ["fg", "bg"])
+def test_a_change_against_the_marks_label_is_undone(label: str) -> None:
+    """A foreground click beside a part the new round dropped (or a background click beside a part
+    it added) did not ask for that change: the previous matte stays there."""
+    previous, new, _, _, _ = _rounds(360, 480)
+    side, cx, cy = 360, 480 // 3, 360 // 2
+    dropped = soft_disc(360, 480, (cx, cy + side // 4), side // 12) > 0.5  # ``far_drop`` of _rounds
+    added = soft_disc(360, 480, (480 * 4 // 5, 360 // 5), side // 10) > 0.5  # ``far_add``
+    region, wanted = (dropped, "bg") if label == "fg" else (added, "fg")
+    ys, xs = np.nonzero(region)
+    on_it = ClickPrompt(x=float(xs.mean()), y=float(ys.mean()), label=label)
+    kept = merge_changes(previous, new, [on_it])
+    assert np.abs(kept - previous)[region].max() < 0.05  # the change against the label is undone
+    asked = merge_changes(previous, new, [on_it.model_copy(update={"label": wanted})])
+    assert (asked[region] >= 0.5).mean() == (new[region] >= 0.5).mean()  # with the label, kept
+
+
 @pytest.mark.parametrize(
     "new_prompts",
     [
