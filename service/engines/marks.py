@@ -12,6 +12,15 @@ is 1, and the connected region the mark corrects follows it:
   around the mark of the matte's size, that is geodesically closer to the mark than to the
   background evidence (background marks, the outside of the boxes, the window's rim).
 
+A correction reaches only as far as the mark's own region (``reach``, :data:`LOCAL_REACH` for the
+learned pipelines): a mark's depth in the region it lies in (its distance from that region's
+edge) says how large the error it corrects is, so the corrected region ends at a path cost of a
+few times that depth. A separate piece still goes whole, and an addition inside a box is not
+bounded (everything outside the box is background evidence that already stops it). Without the
+bound a background click on a halo beside a uniform body took the body with it (the geodesic
+split ran on across it), and a foreground click on a missed rim without a box let in the
+uniform background beside it.
+
 Geodesic distances are scikit-image's minimum-cost paths (``skimage.graph.MCP_Geometric``) on
 a working copy of at most :data:`WORK_SIDE` px; the corrected region is mapped back with
 bilinear weights, and the marks themselves are then written at full resolution. The learned
@@ -37,6 +46,10 @@ FAR_QUANTILE = 0.8  # without foreground marks, the farthest 20 % of a piece anc
 # A pixel leaves the matte when its path cost to the mark is below 1/KEEP_BIAS of that to the foreground.
 KEEP_BIAS = 1.5
 PIECE_FRACTION = 0.5  # a separate piece smaller than this share of the matte goes as a whole
+# How far a correction reaches, in path cost, as a multiple of its marks' depth in the region they
+# correct (the largest distance from a mark to that region's edge, in working pixels).
+LOCAL_REACH = 6.0
+MIN_DEPTH = 2.0  # a mark on the region's very edge still corrects a few pixels around it
 
 
 def has_marks(prompts: Sequence[Prompt]) -> bool:
@@ -57,11 +70,17 @@ def edge_costs(image: np.ndarray) -> np.ndarray:
 
 
 def honour_marks(
-    image: np.ndarray, alpha: np.ndarray, prompts: Sequence[Prompt], costs: np.ndarray | None = None
+    image: np.ndarray,
+    alpha: np.ndarray,
+    prompts: Sequence[Prompt],
+    costs: np.ndarray | None = None,
+    reach: float | None = LOCAL_REACH,
 ) -> np.ndarray:
     """``alpha`` (H, W) float32 in [0, 1] of ``image`` (H, W, 3 uint8 RGB) corrected so that every
     click and scribble of ``prompts`` holds (see the module doc). ``costs``: :func:`edge_costs`
-    of ``image`` when the caller keeps them (computed here otherwise). Returns a new array."""
+    of ``image`` when the caller keeps them (computed here otherwise). ``reach``: how far the
+    corrected regions extend, in multiples of the marks' depth (:data:`LOCAL_REACH`); None for
+    as far as the geodesic split goes. Returns a new array."""
     if not has_marks(prompts):
         return alpha
     height, width = alpha.shape
@@ -71,8 +90,8 @@ def honour_marks(
     fg, bg = draw_marks(prompts, h, w, scale=scale, click_radius=max(1, round(2 * scale)))
     inside = small >= 0.5
     path_costs = (edge_costs(image) if costs is None else costs).astype(np.float64)
-    remove = _removed_region(inside, fg > 0, bg > 0, path_costs)
-    add = _added_region(inside, fg > 0, bg > 0, path_costs, _outside_boxes(prompts, h, w, scale))
+    remove = _removed_region(inside, fg > 0, bg > 0, path_costs, reach)
+    add = _added_region(inside, fg > 0, bg > 0, path_costs, _outside_boxes(prompts, h, w, scale), reach)
     out = alpha.astype(np.float32, copy=True)
     if remove.any() or add.any():
         change = add.astype(np.float32) - remove.astype(np.float32)
@@ -153,17 +172,20 @@ def _geodesic(costs: np.ndarray, domain: np.ndarray, seeds: np.ndarray) -> np.nd
     return out
 
 
-def _removed_region(inside: np.ndarray, fg: np.ndarray, bg: np.ndarray, costs: np.ndarray) -> np.ndarray:
-    """The wrongly included pixels the background marks take out (bool [h, w])."""
+def _removed_region(
+    inside: np.ndarray, fg: np.ndarray, bg: np.ndarray, costs: np.ndarray, reach: float | None
+) -> np.ndarray:
+    """The wrongly included pixels the background marks take out (bool [h, w]); ``reach`` as in
+    :func:`honour_marks`."""
     # A mark the pipeline already honoured sits just outside the matte: it still corrects the
     # piece it touches, so the mark's pixels join the matte for the search.
-    reach = inside | bg
+    candidates = inside | bg
     hit = bg & cv2.dilate(inside.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     if not hit.any():
         return np.zeros(inside.shape, bool)
-    _, labels = cv2.connectedComponents(reach.astype(np.uint8), connectivity=8)
-    total = max(int(reach.sum()), 1)
-    removed = np.zeros(reach.shape, bool)
+    _, labels = cv2.connectedComponents(candidates.astype(np.uint8), connectivity=8)
+    total = max(int(candidates.sum()), 1)
+    removed = np.zeros(candidates.shape, bool)
     for label in np.unique(labels[hit]):
         piece = labels == label
         anchors = fg & piece
@@ -175,14 +197,23 @@ def _removed_region(inside: np.ndarray, fg: np.ndarray, bg: np.ndarray, costs: n
             reached = from_bg[np.isfinite(from_bg)]
             anchors = piece & (from_bg >= np.quantile(reached, FAR_QUANTILE))
         from_fg = _geodesic(costs, piece, anchors)
-        removed |= piece & (KEEP_BIAS * from_bg < from_fg)
+        cut = piece & (KEEP_BIAS * from_bg < from_fg)
+        if reach is not None:
+            cut &= _within_reach(from_bg, piece, bg, reach, border=False)
+        removed |= cut
     return removed
 
 
 def _added_region(
-    inside: np.ndarray, fg: np.ndarray, bg: np.ndarray, costs: np.ndarray, outside_boxes: np.ndarray | None
+    inside: np.ndarray,
+    fg: np.ndarray,
+    bg: np.ndarray,
+    costs: np.ndarray,
+    outside_boxes: np.ndarray | None,
+    reach: float | None,
 ) -> np.ndarray:
-    """The missed pixels the foreground marks bring in (bool [h, w])."""
+    """The missed pixels the foreground marks bring in (bool [h, w]); ``reach`` as in
+    :func:`honour_marks`."""
     # Likewise a foreground mark already inside the matte still brings in the missed part it touches.
     outside = ~inside | fg
     hit = fg & cv2.dilate((~inside).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
@@ -205,7 +236,22 @@ def _added_region(
         background |= outside_boxes & ~fg
     from_fg = _geodesic(costs, domain, fg)
     from_bg = _geodesic(costs, domain, background & domain)
-    return domain & ~inside & (from_fg < from_bg)
+    added = domain & ~inside & (from_fg < from_bg)
+    if reach is not None and outside_boxes is None:
+        added &= _within_reach(from_fg, outside, fg, reach, border=True)
+    return added
+
+
+def _within_reach(
+    from_marks: np.ndarray, region: np.ndarray, marks: np.ndarray, reach: float, *, border: bool
+) -> np.ndarray:
+    """bool [h, w]: where the path cost ``from_marks`` (float [h, w]) stays within ``reach``
+    times the marks' depth in the ``region`` they correct (bool [h, w]; the largest distance
+    from a mark pixel to the region's edge, at least :data:`MIN_DEPTH`). ``border``: whether the
+    photo's border counts as inside the region (the background does; the matte does not)."""
+    padded = np.pad(region, 1, constant_values=border).astype(np.uint8)
+    depth = cv2.distanceTransform(padded, cv2.DIST_L2, 3)[1:-1, 1:-1]
+    return from_marks <= reach * max(MIN_DEPTH, float(depth[marks & region].max()))
 
 
 def _outside_boxes(prompts: Sequence[Prompt], h: int, w: int, scale: float) -> np.ndarray | None:

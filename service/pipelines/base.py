@@ -19,7 +19,7 @@ import numpy as np
 
 from schemas.prompts import Prompt, PromptKind
 from schemas.system import ModelInfo
-from service.engines.marks import edge_costs, has_marks, honour_marks
+from service.engines.marks import LOCAL_REACH, edge_costs, has_marks, honour_marks
 from service.engines.progressive_merge import is_corrective, merge_changes
 from service.errors import UnsupportedPrompt
 from service.prompts import focus_region, shift_prompt
@@ -150,6 +150,10 @@ class Pipeline(abc.ABC):
     """In a multi-round pipeline, keep a corrective round's change only where its new marks touch
     it, the previous round's matte elsewhere (``service.engines.progressive_merge``;
     ``MATTESERVE_PROGRESSIVE_MERGE``). A single-round pipeline re-predicts from all marks."""
+    marks_reach: float | None = LOCAL_REACH
+    """How far honouring a mark may change the matte, in multiples of the mark's depth in the
+    region it corrects (``service.engines.marks``); None for no bound. A network's matte is kept
+    beyond it: the mark corrects its own region, not the whole body it lies on."""
 
     def check_prompts(self, prompts: Sequence[Prompt]) -> None:
         """Raise ``UnsupportedPrompt`` if this pipeline cannot use ``prompts`` (all rounds)."""
@@ -188,7 +192,7 @@ class Pipeline(abc.ABC):
             with timer.stage("marks"):
                 costs = await kept_array(request.features, MARKS_COSTS, lambda: edge_costs(request.image))
                 output.alpha = await anyio.to_thread.run_sync(
-                    honour_marks, request.image, output.alpha, request.prompts, costs
+                    honour_marks, request.image, output.alpha, request.prompts, costs, self.marks_reach
                 )
         output.timings_ms = {**output.timings_ms, **timer.ms}
         return output

@@ -20,6 +20,9 @@ class ClassicalPipeline(Pipeline):
     automatic = False
     multi_round = True
     focus_on_boxes = True
+    # GrabCut takes the marks as hard labels and spreads them by colour: its matte already follows
+    # them, and the unbounded correction measured better on it than the local one (README, marks).
+    marks_reach = None
 
     def __init__(self, params: ClassicalParams, limiter: anyio.CapacityLimiter) -> None:
         self.params = params

@@ -3,11 +3,14 @@
 Round 1 is the person's box; round 2 is one click at the deepest point of the largest error
 of round 1 against the ground truth (DFIMat's simulator): a background click on the largest
 wrongly included region, or a foreground click on the largest missed part. After round 2 the
-matte under the click is exactly 0 (background) or 1 (foreground) in every pipeline. The
-region the click corrects follows it (most of its pixels flip) on most photos with dfimat
-(measured: 5 of these 6); with the classical engine and prompted SMat the correction moves the
-region less (classical's misses are mostly textured hair, where the geodesic search stops
-early; measured mean flipped share 0.26 and 0.24), so there the bar is that it moves at all.
+matte under the click is exactly 0 (background) or 1 (foreground) in every pipeline, and the
+region the click corrects moves with it. How far it moves is bounded: the learned pipelines'
+correction reaches a few times the click's depth (``service.engines.marks.LOCAL_REACH``), so on
+these photos dfimat flips 0.17-0.51 of the region (mean 0.33; the unbounded split flipped most of
+it on 5 of 6, and on other photos took the person beside the region too: ``test_marks_reach``);
+the classical engine and prompted SMat move it less (classical's misses are mostly textured hair,
+where the geodesic search stops early; measured mean flipped share 0.23 and 0.30). The bar is
+that it moves at all: a mean flipped share of at least 0.15.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ def _session_round(server: ServerProcess, sid: str, prompts: list[dict]) -> np.n
 def test_a_corrective_click_is_honoured_and_its_region_follows(
     api_server: ServerProcess, targets: list[Sample], model: str
 ) -> None:
-    followed, shares = 0, []
+    shares = []
     for target in targets:
         with open(
             require("evaldata", "coco128seg_persons", "image", f"{target.name.split('#')[0]}.jpg"), "rb"
@@ -75,12 +78,6 @@ def test_a_corrective_click_is_honoured_and_its_region_follows(
         else:
             assert second[y, x] == 1.0, (target.name, model)
             flipped = float((second[region.mask] >= 0.5).mean())
-        followed += flipped >= 0.5
         shares.append(flipped)
         httpx.delete(f"{api_server.url}/v1/sessions/{sid}", headers=ALICE, timeout=30)
-    if model == "dfimat":
-        assert followed >= len(targets) - 2, (
-            f"the region followed the click on {followed} of {len(targets)} photos"
-        )
-    else:
-        assert float(np.mean(shares)) >= 0.15, f"{model}: flipped shares {shares}"
+    assert float(np.mean(shares)) >= 0.15, f"{model}: flipped shares {shares}"
