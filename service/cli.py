@@ -285,7 +285,13 @@ def triton_local(
 
 @app.command("eval")
 def evaluate(
-    data: Annotated[str, typer.Option(help="A HIM2K-layout or image/alpha folder, or synthetic:N[@SIZE].")],
+    data: Annotated[
+        str,
+        typer.Option(
+            help="A HIM2K-layout or image/alpha folder, synthetic:N[@SIZE], or a CCP development set "
+            "(ccp-photos|ccp-scenes|ccp-closeups:N[@SIZE][?root=PATH])."
+        ),
+    ],
     model: Annotated[
         str, typer.Option(help="Comma-separated models to compare in the same run.")
     ] = "classical",

@@ -1,4 +1,15 @@
-"""Evaluation samples: one target matte in one photo, from a folder or the synthetic set.
+"""Evaluation samples: one target matte in one photo, from a folder, the synthetic set or a
+development set built from Clothing Co-Parsing's *validation* split (never trained on; the data
+to choose parameters on, where ``../shared/evaldata`` is for reporting only):
+
+* ``ccp-photos:N[@SIZE]``: its first N photos in their own street backgrounds, the labelled
+  person as a binary target (long side SIZE, default 640);
+* ``ccp-scenes:N[@SIZE]``: N scenes of its people on photo backgrounds
+  (:class:`models.data.real_scenes.RealSceneGenerator`, seed :data:`VALIDATION_SEED`);
+* ``ccp-closeups:N[@SIZE]``: N frame-filling close-ups (:class:`models.data.closeups.CloseUpGenerator`).
+
+They read the clone at ``../shared/datasets/clothing-co-parsing`` (from the working directory),
+or at ``?root=PATH``.
 
 A folder spec may end in ``?column=value`` to keep the ids whose row of the folder's
 ``sources.csv`` has that value (``../shared/evaldata/comp1k_crops_foamliu?human_content=1``:
@@ -42,12 +53,44 @@ class Sample:
     error: str | None = None
 
 
+CCP_SETS = ("ccp-photos", "ccp-scenes", "ccp-closeups")
+CCP_ROOT = Path("../shared/datasets/clothing-co-parsing")
+
+
 def parse_source(spec: str) -> tuple[str, int, int]:
-    """``synthetic:N[@SIZE]`` -> ("synthetic", N, SIZE); a folder path -> (path, 0, 0)."""
-    if spec.startswith("synthetic:"):
-        count, _, size = spec.removeprefix("synthetic:").partition("@")
-        return "synthetic", int(count), int(size or 512)
+    """``synthetic:N[@SIZE]`` -> ("synthetic", N, SIZE), likewise the ``ccp-*`` sets (default size
+    640); a folder path -> (path, 0, 0)."""
+    for kind in ("synthetic", *CCP_SETS):
+        if spec.startswith(f"{kind}:"):
+            count, _, size = spec.removeprefix(f"{kind}:").partition("?")[0].partition("@")
+            return kind, int(count), int(size or (512 if kind == "synthetic" else 640))
     return spec.partition("?")[0], 0, 0
+
+
+def ccp_scenes(kind: str, root: Path, count: int, size: int) -> Iterator[Scene]:
+    """The first ``count`` scenes of the CCP development set ``kind`` (one of :data:`CCP_SETS`)
+    from the clone at ``root``, long side ``size``."""
+    from models.data.ccp import VALIDATION, CCPDataset, resize_photo
+
+    if kind == "ccp-photos":
+        dataset = CCPDataset(root, VALIDATION)
+        for index in range(min(count, len(dataset))):
+            photo = resize_photo(dataset[index], size)
+            person = photo.person.astype(np.float32)[None]
+            yield Scene(photo.image, person, ["a person"], np.ones(1, bool), name=f"ccp-{photo.photo_id}")
+        return
+    if kind == "ccp-scenes":
+        from models.data.real_scenes import CutoutBank, RealSceneGenerator
+
+        generator = RealSceneGenerator(CutoutBank(root, VALIDATION, None), VALIDATION_SEED)
+    elif kind == "ccp-closeups":
+        from models.data.closeups import CloseUpGenerator
+
+        generator = CloseUpGenerator(CCPDataset(root, VALIDATION), VALIDATION_SEED)
+    else:
+        raise ValueError(f"unknown CCP set {kind!r} (one of {', '.join(CCP_SETS)})")
+    for index in range(count):
+        yield generator.scene(index, size=size)
 
 
 def selected_ids(root: Path, query: str) -> set[str] | None:
@@ -92,13 +135,18 @@ def read_trimap(root: Path, name: str) -> np.ndarray | None:
 
 
 def samples(spec: str, *, max_instances: int = 3, limit: int | None = None) -> Iterator[Sample]:
-    """Yield samples of ``spec``: a HIM2K-layout or image/alpha folder, or ``synthetic:N[@SIZE]``
-    (N validation scenes, seed ``VALIDATION_SEED``). Up to ``max_instances`` targets per photo."""
+    """Yield samples of ``spec``: a HIM2K-layout or image/alpha folder, ``synthetic:N[@SIZE]``
+    (N validation scenes, seed ``VALIDATION_SEED``) or a CCP development set (module doc). Up to
+    ``max_instances`` targets per photo."""
     source, count, size = parse_source(spec)
     root: Path | None = None
     if source == "synthetic":
         generator = SceneGenerator(seed=VALIDATION_SEED)
         scenes: Iterator[Scene | Sample] = (generator.scene(i, size=size) for i in range(count))
+    elif source in CCP_SETS:
+        query = spec.partition("?")[2]
+        ccp_root = Path(query.removeprefix("root=")) if query.startswith("root=") else CCP_ROOT
+        scenes = ccp_scenes(source, ccp_root, count, size)
     else:
         root = Path(source)
         folder = open_selected(spec)

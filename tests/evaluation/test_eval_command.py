@@ -7,10 +7,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
+from models.data.ccp import VALIDATION, split_of
 from service.cli import app
+from service.evaluation.samples import parse_source, samples
 from tests.support.images import two_objects
+from tests.support.shared_data import require
 
 
 def test_eval_on_synthetic_scenes_writes_table_json_and_plot(tmp_path: Path) -> None:
@@ -161,3 +165,26 @@ def test_eval_waits_for_the_text_encoder_before_its_first_text_round(tmp_path: P
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "eval_mix.json").read_text())["models"][0]
     assert summary["samples"] == 1 and summary["failures"] == 0, summary["failure_examples"]
+
+
+@pytest.mark.parametrize("kind", ["ccp-photos", "ccp-scenes", "ccp-closeups"])
+def test_the_ccp_development_sets_come_from_its_validation_split(kind: str) -> None:
+    root = require("datasets", "clothing-co-parsing")
+    found = list(samples(f"{kind}:2@256?root={root}", max_instances=2))
+    assert found and all(s.error is None for s in found)
+    for sample in found:
+        assert max(sample.image.shape[:2]) == 256 and sample.alpha.shape == sample.image.shape[:2]
+        assert sample.alpha.dtype == np.float32 and 0.0 < sample.alpha.mean() < 1.0
+    ids = {s.name.split("#")[0].removeprefix("ccp-") for s in found}
+    if kind == "ccp-photos":  # the photos themselves: their ids are validation ids, never training ones
+        assert all(split_of(i) == VALIDATION for i in ids), ids
+    assert parse_source(f"{kind}:3") == (kind, 3, 640)
+
+
+def test_eval_runs_on_a_ccp_development_set(tmp_path: Path) -> None:
+    root = require("datasets", "clothing-co-parsing")
+    args = ["eval", "--data", f"ccp-photos:1@256?root={root}", "--protocol", "click", "--rounds", "2"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "eval_click.json").read_text())["models"][0]
+    assert summary["failures"] == 0 and len(summary["per_round"]) == 2
