@@ -20,6 +20,11 @@ from models.eval.simulator import deepest_point, error_regions
 from schemas.prompts import ClickPrompt
 from service.engines.marks import LOCAL_REACH, honour_marks
 from service.evaluation.samples import Sample, samples
+from service.pipelines.base import FeatureCache, RoundInput
+from service.pipelines.classical import ClassicalPipeline
+from service.pipelines.dfimat import DFIMatPipeline
+from service.pipelines.smat import SMatPipeline
+from tests.pipelines.test_marks_engine import _FixedMatte
 from tests.support.shared_data import require
 
 PHOTOS = ("000000000036", "000000000165", "000000000241", "000000000326", "000000000389", "000000000436")
@@ -80,3 +85,25 @@ def test_a_foreground_click_on_a_missed_rim_adds_no_background(people: list[Samp
         shares.append(share)
     # The rim around the click comes in (measured: 0.39-1.0 of it, 0.73-0.80 on average).
     assert min(shares) > 0.3 and np.mean(shares) > 0.6, shares
+
+
+@pytest.mark.anyio
+async def test_each_pipeline_honours_the_marks_with_its_own_reach(people: list[Sample]) -> None:
+    """The learned pipelines bound the correction, the classical engine does not (its GrabCut
+    matte already follows the marks); the round runs :func:`honour_marks` with the pipeline's
+    ``marks_reach``."""
+    assert ClassicalPipeline.marks_reach is None
+    assert DFIMatPipeline.marks_reach == SMatPipeline.marks_reach == LOCAL_REACH
+    person = people[0]
+    halo = _ring(person.alpha >= 0.5, 6, grow=True)
+    region = next(r for r in error_regions(halo, person.alpha) if r.label == "bg")
+    x, y, _ = deepest_point(region.mask)
+    prompts = [ClickPrompt(x=x, y=y, label="bg")]
+    mattes = []
+    for reach in (LOCAL_REACH, None):
+        pipeline = _FixedMatte(halo)
+        pipeline.marks_reach = reach
+        request = RoundInput(person.image, prompts, prompts, None, None, FeatureCache.in_memory(), 0)
+        mattes.append((await pipeline.run_round(request)).alpha)
+        assert np.array_equal(mattes[-1], honour_marks(person.image, halo, prompts, reach=reach))
+    assert (mattes[0] >= 0.5).sum() > (mattes[1] >= 0.5).sum()  # the unbounded one took more away
