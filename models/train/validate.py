@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.data.dev_sets import dev_generator
 from models.data.synthetic import SceneGenerator
 from models.eval.metrics import imq, iou, sad
 from models.eval.simulator import UserSimulator, gt_box
@@ -70,22 +71,14 @@ def ccp_validation_targets(
     ccp_root, count: int = 50, size: int = 256, max_per_scene: int = 2
 ) -> list[ValTarget]:
     """``count`` targets of real-people scenes built from CCP's *validation* split (never trained
-    on; :class:`models.data.real_scenes.RealSceneGenerator`, seed 90210, long side ``size``)."""
-    from models.data.ccp import VALIDATION
-    from models.data.real_scenes import CutoutBank, RealSceneGenerator
-
-    gen = RealSceneGenerator(CutoutBank(ccp_root, VALIDATION, None), VALIDATION_SEED)
-    return _targets(gen, count, size, max_per_scene)
+    on; ``ccp-scenes`` of :mod:`models.data.dev_sets`, seed 90210, long side ``size``)."""
+    return _targets(dev_generator("ccp-scenes", ccp_root, VALIDATION_SEED), count, size, max_per_scene)
 
 
 def ccp_closeup_validation_targets(ccp_root, count: int = 50, size: int = 256) -> list[ValTarget]:
-    """``count`` close-ups (:class:`models.data.closeups.CloseUpGenerator`, seed 90210) of CCP's
+    """``count`` close-ups (``ccp-closeups`` of :mod:`models.data.dev_sets`, seed 90210) of CCP's
     *validation* split, one target each."""
-    from models.data.ccp import VALIDATION, CCPDataset
-    from models.data.closeups import CloseUpGenerator
-
-    gen = CloseUpGenerator(CCPDataset(ccp_root, VALIDATION), VALIDATION_SEED)
-    return _targets(gen, count, size, 1)
+    return _targets(dev_generator("ccp-closeups", ccp_root, VALIDATION_SEED), count, size, 1)
 
 
 def _image(box: Letterbox, image: np.ndarray, device: torch.device) -> torch.Tensor:

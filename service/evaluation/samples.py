@@ -2,11 +2,9 @@
 development set built from Clothing Co-Parsing's *validation* split (never trained on; the data
 to choose parameters on, where ``../shared/evaldata`` is for reporting only):
 
-* ``ccp-photos:N[@SIZE]``: its first N photos in their own street backgrounds, the labelled
-  person as a binary target (long side SIZE, default 640);
-* ``ccp-scenes:N[@SIZE]``: N scenes of its people on photo backgrounds
-  (:class:`models.data.real_scenes.RealSceneGenerator`, seed :data:`VALIDATION_SEED`);
-* ``ccp-closeups:N[@SIZE]``: N frame-filling close-ups (:class:`models.data.closeups.CloseUpGenerator`).
+``ccp-photos:N[@SIZE]`` (its first N photos in their own street backgrounds), ``ccp-scenes:N[@SIZE]``
+(its people on photo backgrounds) and ``ccp-closeups:N[@SIZE]`` (frame-filling close-ups), long side
+SIZE (default 640), seed :data:`VALIDATION_SEED` (:mod:`models.data.dev_sets`).
 
 They read the clone at ``../shared/datasets/clothing-co-parsing`` (from the working directory),
 or at ``?root=PATH``.
@@ -28,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from models.data.dev_sets import DEV_SETS, dev_scenes
 from models.data.layouts import open_folder
 from models.data.synthetic import Scene, SceneGenerator
 
@@ -53,44 +52,17 @@ class Sample:
     error: str | None = None
 
 
-CCP_SETS = ("ccp-photos", "ccp-scenes", "ccp-closeups")
 CCP_ROOT = Path("../shared/datasets/clothing-co-parsing")
 
 
 def parse_source(spec: str) -> tuple[str, int, int]:
     """``synthetic:N[@SIZE]`` -> ("synthetic", N, SIZE), likewise the ``ccp-*`` sets (default size
     640); a folder path -> (path, 0, 0)."""
-    for kind in ("synthetic", *CCP_SETS):
+    for kind in ("synthetic", *DEV_SETS):
         if spec.startswith(f"{kind}:"):
             count, _, size = spec.removeprefix(f"{kind}:").partition("?")[0].partition("@")
             return kind, int(count), int(size or (512 if kind == "synthetic" else 640))
     return spec.partition("?")[0], 0, 0
-
-
-def ccp_scenes(kind: str, root: Path, count: int, size: int) -> Iterator[Scene]:
-    """The first ``count`` scenes of the CCP development set ``kind`` (one of :data:`CCP_SETS`)
-    from the clone at ``root``, long side ``size``."""
-    from models.data.ccp import VALIDATION, CCPDataset, resize_photo
-
-    if kind == "ccp-photos":
-        dataset = CCPDataset(root, VALIDATION)
-        for index in range(min(count, len(dataset))):
-            photo = resize_photo(dataset[index], size)
-            person = photo.person.astype(np.float32)[None]
-            yield Scene(photo.image, person, ["a person"], np.ones(1, bool), name=f"ccp-{photo.photo_id}")
-        return
-    if kind == "ccp-scenes":
-        from models.data.real_scenes import CutoutBank, RealSceneGenerator
-
-        generator = RealSceneGenerator(CutoutBank(root, VALIDATION, None), VALIDATION_SEED)
-    elif kind == "ccp-closeups":
-        from models.data.closeups import CloseUpGenerator
-
-        generator = CloseUpGenerator(CCPDataset(root, VALIDATION), VALIDATION_SEED)
-    else:
-        raise ValueError(f"unknown CCP set {kind!r} (one of {', '.join(CCP_SETS)})")
-    for index in range(count):
-        yield generator.scene(index, size=size)
 
 
 def selected_ids(root: Path, query: str) -> set[str] | None:
@@ -143,10 +115,10 @@ def samples(spec: str, *, max_instances: int = 3, limit: int | None = None) -> I
     if source == "synthetic":
         generator = SceneGenerator(seed=VALIDATION_SEED)
         scenes: Iterator[Scene | Sample] = (generator.scene(i, size=size) for i in range(count))
-    elif source in CCP_SETS:
+    elif source in DEV_SETS:
         query = spec.partition("?")[2]
         ccp_root = Path(query.removeprefix("root=")) if query.startswith("root=") else CCP_ROOT
-        scenes = ccp_scenes(source, ccp_root, count, size)
+        scenes = dev_scenes(source, ccp_root, VALIDATION_SEED, count, size)
     else:
         root = Path(source)
         folder = open_selected(spec)
