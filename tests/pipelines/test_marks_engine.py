@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from schemas.prompts import BoxPrompt, ClickPrompt, Prompt, ScribblePrompt
-from schemas.system import ModelInfo
 from service.engines.marks import edge_costs, honour_marks
-from service.pipelines.base import MARKS_COSTS, FeatureCache, Pipeline, RoundInput, RoundOutput
+from service.pipelines.base import MARKS_COSTS, FeatureCache, RoundInput
 from tests.support.images import two_objects
+from tests.support.pipelines import GivenMattes
 
 
 def _wrong_matte(height: int, width: int) -> np.ndarray:
@@ -57,23 +57,6 @@ def test_marks_hold_and_only_the_marked_region_changes(size: tuple[int, int]) ->
     assert (out[core] == alpha[core]).mean() > 0.9  # the target stays as it was
 
 
-class _FixedMatte(Pipeline):
-    """A pipeline whose own matte is fixed, to test what every pipeline does after it."""
-
-    name = "fixed"
-    description = "the same matte every round"
-    prompt_kinds = frozenset({"box", "click"})
-
-    def __init__(self, alpha: np.ndarray) -> None:
-        self.alpha = alpha
-
-    async def compute_round(self, request: RoundInput) -> RoundOutput:
-        return RoundOutput(alpha=self.alpha.copy(), score=None)
-
-    async def info(self) -> ModelInfo:
-        raise NotImplementedError
-
-
 @pytest.mark.anyio
 async def test_a_session_computes_the_costs_once_and_every_round_reuses_them() -> None:
     image, _, _ = two_objects(300, 400)
@@ -82,7 +65,7 @@ async def test_a_session_computes_the_costs_once_and_every_round_reuses_them() -
     kept: list[str] = []
     keep = cache.keep
     cache.keep = lambda name, arrays: (kept.append(name), keep(name, arrays))[1]
-    pipeline = _FixedMatte(alpha)
+    pipeline = GivenMattes([alpha])
     mattes = []
     for index in range(3):
         request = RoundInput(image, prompts, prompts[-1:], None, None, cache, index)

@@ -24,7 +24,7 @@ from service.pipelines.base import FeatureCache, RoundInput
 from service.pipelines.classical import ClassicalPipeline
 from service.pipelines.dfimat import DFIMatPipeline
 from service.pipelines.smat import SMatPipeline
-from tests.pipelines.test_marks_engine import _FixedMatte
+from tests.support.pipelines import GivenMattes
 from tests.support.shared_data import require
 
 PHOTOS = ("000000000036", "000000000165", "000000000241", "000000000326", "000000000389", "000000000436")
@@ -101,7 +101,7 @@ async def test_each_pipeline_honours_the_marks_with_its_own_reach(people: list[S
     prompts = [ClickPrompt(x=x, y=y, label="bg")]
     mattes = []
     for reach in (LOCAL_REACH, None):
-        pipeline = _FixedMatte(halo)
+        pipeline = GivenMattes([halo])
         pipeline.marks_reach = reach
         request = RoundInput(person.image, prompts, prompts, None, None, FeatureCache.in_memory(), 0)
         mattes.append((await pipeline.run_round(request)).alpha)

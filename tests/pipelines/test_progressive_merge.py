@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from schemas.prompts import BoxPrompt, ClickPrompt, Prompt, ScribblePrompt, TextPrompt
-from schemas.system import ModelInfo
 from service.engines.marks import honour_marks
 from service.engines.progressive_merge import blend, is_corrective, kept_weight, merge_changes
-from service.pipelines.base import FeatureCache, Pipeline, RoundInput, RoundOutput
+from service.pipelines.base import FeatureCache, RoundInput
 from tests.support.images import soft_disc, two_objects
+from tests.support.pipelines import GivenMattes
 
 
 def _rounds(height: int, width: int) -> tuple[np.ndarray, np.ndarray, ClickPrompt, np.ndarray, np.ndarray]:
@@ -94,23 +94,6 @@ def test_without_a_previous_matte_of_the_same_size_the_round_is_kept() -> None:
     assert merge_changes(previous[:-1], new, [click]) is new
 
 
-class _Sequence(Pipeline):
-    """A pipeline whose own mattes are given, round by round."""
-
-    name = "given"
-    description = "given mattes"
-    prompt_kinds = frozenset({"box", "click"})
-
-    def __init__(self, mattes: list[np.ndarray]) -> None:
-        self.mattes = mattes
-
-    async def compute_round(self, request: RoundInput) -> RoundOutput:
-        return RoundOutput(alpha=self.mattes[request.round_index].copy(), score=None)
-
-    async def info(self) -> ModelInfo:
-        raise NotImplementedError
-
-
 @pytest.mark.anyio
 @pytest.mark.parametrize(("merge", "multi_round"), [(True, True), (False, True), (True, False)])
 async def test_a_multi_round_pipeline_merges_a_corrective_round_before_honouring_the_marks(
@@ -118,7 +101,7 @@ async def test_a_multi_round_pipeline_merges_a_corrective_round_before_honouring
 ) -> None:
     image, _, _ = two_objects(360, 480)
     previous, new, click, _, _ = _rounds(360, 480)
-    pipeline = _Sequence([previous, new])
+    pipeline = GivenMattes([previous, new])
     pipeline.progressive_merge, pipeline.multi_round = merge, multi_round
     prompts: list[Prompt] = [BoxPrompt(x0=2, y0=2, x1=478, y1=358), click]
     request = RoundInput(image, prompts, [click], previous, None, FeatureCache.in_memory(), 1)
