@@ -21,7 +21,8 @@ bound a background click on a halo beside a uniform body took the body with it (
 split ran on across it), and a foreground click on a missed rim without a box let in the
 uniform background beside it.
 
-Geodesic distances are scikit-image's minimum-cost paths (``skimage.graph.MCP_Geometric``) on
+Geodesic distances are minimum-cost paths (``service.engines.geodesic``, scikit-image's
+``MCP_Geometric`` distances, stopped where the reach ends) on
 a working copy of at most :data:`WORK_SIDE` px; the corrected region is mapped back with
 bilinear weights, and the marks themselves are then written at full resolution. The learned
 pipelines' CRM still drives the global change; this only makes sure the marks' own regions
@@ -34,9 +35,9 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-from skimage.graph import MCP_Geometric
 
 from schemas.prompts import ClickPrompt, Prompt, ScribblePrompt
+from service.engines.geodesic import path_costs
 from service.imaging import long_side_scale
 from service.prompts import boxes, draw_marks, shift_prompt
 
@@ -75,12 +76,16 @@ def honour_marks(
     prompts: Sequence[Prompt],
     costs: np.ndarray | None = None,
     reach: float | None = LOCAL_REACH,
+    *,
+    bounded_search: bool = True,
 ) -> np.ndarray:
     """``alpha`` (H, W) float32 in [0, 1] of ``image`` (H, W, 3 uint8 RGB) corrected so that every
     click and scribble of ``prompts`` holds (see the module doc). ``costs``: :func:`edge_costs`
     of ``image`` when the caller keeps them (computed here otherwise). ``reach``: how far the
     corrected regions extend, in multiples of the marks' depth (:data:`LOCAL_REACH`); None for
-    as far as the geodesic split goes. Returns a new array."""
+    as far as the geodesic split goes. ``bounded_search``: stop the geodesic searches where the
+    reach ends and keep them to the boxes and the evidence around them (the same matte, faster);
+    False searches every pixel of each region (a reference). Returns a new array."""
     if not has_marks(prompts):
         return alpha
     height, width = alpha.shape
@@ -89,9 +94,12 @@ def honour_marks(
     small = alpha if scale == 1.0 else cv2.resize(alpha, (w, h), interpolation=cv2.INTER_AREA)
     fg, bg = draw_marks(prompts, h, w, scale=scale, click_radius=max(1, round(2 * scale)))
     inside = small >= 0.5
-    path_costs = (edge_costs(image) if costs is None else costs).astype(np.float64)
-    remove = _removed_region(inside, fg > 0, bg > 0, path_costs, reach)
-    add = _added_region(inside, fg > 0, bg > 0, path_costs, _outside_boxes(prompts, h, w, scale), reach)
+    step_costs = (edge_costs(image) if costs is None else costs).astype(np.float64)
+    remove = _removed_region(inside, fg > 0, bg > 0, step_costs, reach, bounded_search=bounded_search)
+    outside_boxes = _outside_boxes(prompts, h, w, scale)
+    add = _added_region(
+        inside, fg > 0, bg > 0, step_costs, outside_boxes, reach, bounded_search=bounded_search
+    )
     out = alpha.astype(np.float32, copy=True)
     if remove.any() or add.any():
         change = add.astype(np.float32) - remove.astype(np.float32)
@@ -150,12 +158,14 @@ def _edge_costs(image: np.ndarray) -> np.ndarray:
     return 1.0 + EDGE_WEIGHT * magnitude
 
 
-def _geodesic(costs: np.ndarray, domain: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+def _geodesic(
+    costs: np.ndarray, domain: np.ndarray, seeds: np.ndarray, limit: float | None = None
+) -> np.ndarray:
     """Minimum path cost from any of ``seeds`` to every pixel, moving only inside ``domain``
-    (inf elsewhere and where unreachable)."""
+    (inf elsewhere and where unreachable; with ``limit``, also wherever it exceeds ``limit``)."""
     sources = seeds & domain
     # Paths from inside a seed region leave it through its rim: starting from the rim alone gives
-    # the same distances outside the seeds (and keeps MCP's start list short).
+    # the same distances outside the seeds (and keeps the start list short).
     rim = sources & ~cv2.erode(sources.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     starts = np.argwhere(rim)
     out = np.full(domain.shape, np.inf)
@@ -166,17 +176,24 @@ def _geodesic(costs: np.ndarray, domain: np.ndarray, seeds: np.ndarray) -> np.nd
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     inner = domain[y0:y1, x0:x1]
     walled = np.where(inner, costs[y0:y1, x0:x1], np.inf)
-    distance, _ = MCP_Geometric(walled).find_costs(starts - (y0, x0))
+    distance = path_costs(walled, starts - (y0, x0), limit)
     distance[sources[y0:y1, x0:x1]] = 0.0
     out[y0:y1, x0:x1] = np.where(inner, distance, np.inf)
     return out
 
 
 def _removed_region(
-    inside: np.ndarray, fg: np.ndarray, bg: np.ndarray, costs: np.ndarray, reach: float | None
+    inside: np.ndarray,
+    fg: np.ndarray,
+    bg: np.ndarray,
+    costs: np.ndarray,
+    reach: float | None,
+    *,
+    bounded_search: bool = True,
 ) -> np.ndarray:
     """The wrongly included pixels the background marks take out (bool [h, w]); ``reach`` as in
-    :func:`honour_marks`."""
+    :func:`honour_marks`. ``bounded_search``: stop the geodesic searches where the reach ends
+    (the same result); False searches the whole piece."""
     # A mark the pipeline already honoured sits just outside the matte: it still corrects the
     # piece it touches, so the mark's pixels join the matte for the search.
     candidates = inside | bg
@@ -192,14 +209,19 @@ def _removed_region(
         if not anchors.any() and piece.sum() < PIECE_FRACTION * total:
             removed |= piece  # a separate piece the user marked as background
             continue
-        from_bg = _geodesic(costs, piece, bg)
+        limit = None if reach is None else _reach_limit(piece, bg, reach, border=False)
+        bounded = bounded_search and limit is not None
+        # Without foreground anchors they are the piece's far end, which needs the whole search.
+        from_bg = _geodesic(costs, piece, bg, limit if bounded and anchors.any() else None)
         if not anchors.any():
             reached = from_bg[np.isfinite(from_bg)]
             anchors = piece & (from_bg >= np.quantile(reached, FAR_QUANTILE))
-        from_fg = _geodesic(costs, piece, anchors)
+        # A pixel within the reach is cut unless its path from the anchors costs at most KEEP_BIAS
+        # times its path from the marks, so that search may stop at KEEP_BIAS times the reach.
+        from_fg = _geodesic(costs, piece, anchors, KEEP_BIAS * limit if bounded else None)
         cut = piece & (KEEP_BIAS * from_bg < from_fg)
-        if reach is not None:
-            cut &= _within_reach(from_bg, piece, bg, reach, border=False)
+        if limit is not None:
+            cut &= from_bg <= limit
         removed |= cut
     return removed
 
@@ -211,9 +233,11 @@ def _added_region(
     costs: np.ndarray,
     outside_boxes: np.ndarray | None,
     reach: float | None,
+    *,
+    bounded_search: bool = True,
 ) -> np.ndarray:
-    """The missed pixels the foreground marks bring in (bool [h, w]); ``reach`` as in
-    :func:`honour_marks`."""
+    """The missed pixels the foreground marks bring in (bool [h, w]); ``reach`` and
+    ``bounded_search`` as in :func:`_removed_region`."""
     # Likewise a foreground mark already inside the matte still brings in the missed part it touches.
     outside = ~inside | fg
     hit = fg & cv2.dilate((~inside).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
@@ -234,24 +258,36 @@ def _added_region(
     background |= rim & ~fg
     if outside_boxes is not None:
         background |= outside_boxes & ~fg
-    from_fg = _geodesic(costs, domain, fg)
-    from_bg = _geodesic(costs, domain, background & domain)
-    added = domain & ~inside & (from_fg < from_bg)
+        if bounded_search:
+            # Outside the boxes every pixel but a foreground mark is background evidence at cost 0:
+            # a path that crosses one is beaten by the path from it, so the search needs only the
+            # boxes, the ring of evidence around them and the foreground marks.
+            ring = outside_boxes & cv2.dilate(
+                (~outside_boxes).astype(np.uint8), np.ones((3, 3), np.uint8)
+            ).astype(bool)
+            domain &= ~outside_boxes | ring | fg
+    limit = None
     if reach is not None and outside_boxes is None:
-        added &= _within_reach(from_fg, outside, fg, reach, border=True)
+        limit = _reach_limit(outside, fg, reach, border=True)
+    # A pixel within the reach is added when its path from the marks is cheaper than any from the
+    # background evidence, so both searches may stop at the reach.
+    stop = limit if bounded_search else None
+    from_fg = _geodesic(costs, domain, fg, stop)
+    from_bg = _geodesic(costs, domain, background & domain, stop)
+    added = domain & ~inside & (from_fg < from_bg)
+    if limit is not None:
+        added &= from_fg <= limit
     return added
 
 
-def _within_reach(
-    from_marks: np.ndarray, region: np.ndarray, marks: np.ndarray, reach: float, *, border: bool
-) -> np.ndarray:
-    """bool [h, w]: where the path cost ``from_marks`` (float [h, w]) stays within ``reach``
-    times the marks' depth in the ``region`` they correct (bool [h, w]; the largest distance
-    from a mark pixel to the region's edge, at least :data:`MIN_DEPTH`). ``border``: whether the
-    photo's border counts as inside the region (the background does; the matte does not)."""
+def _reach_limit(region: np.ndarray, marks: np.ndarray, reach: float, *, border: bool) -> float:
+    """The path cost a correction reaches: ``reach`` times the marks' depth in the ``region``
+    they correct (bool [h, w]; the largest distance from a mark pixel to the region's edge, at
+    least :data:`MIN_DEPTH`). ``border``: whether the photo's border counts as inside the region
+    (the background does; the matte does not)."""
     padded = np.pad(region, 1, constant_values=border).astype(np.uint8)
     depth = cv2.distanceTransform(padded, cv2.DIST_L2, 3)[1:-1, 1:-1]
-    return from_marks <= reach * max(MIN_DEPTH, float(depth[marks & region].max()))
+    return reach * max(MIN_DEPTH, float(depth[marks & region].max()))
 
 
 def _outside_boxes(prompts: Sequence[Prompt], h: int, w: int, scale: float) -> np.ndarray | None:

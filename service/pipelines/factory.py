@@ -11,6 +11,7 @@ from service.backends import create_backend
 from service.config import Settings
 from service.engines.band_refinement import BandRefinement
 from service.engines.classical import ClassicalParams
+from service.engines.geodesic import start_compiling
 from service.pipelines import Pipeline, PipelineRegistry
 from service.pipelines.classical import ClassicalPipeline
 from service.pipelines.dfimat import DFIMatPipeline
@@ -89,6 +90,7 @@ async def build_registry(
         log.warning("no networks in %s: serving the classical engine only", settings.model_repository)
     for pipeline in pipelines:
         pipeline.progressive_merge = settings.progressive_merge
+    start_compiling()  # every pipeline's corrective rounds honour the marks with it
     routes = load_routes(settings.auto_routes, settings.model_repository / "auto_routes.json")
     return PipelineRegistry(pipelines, routes, backend=backend, instances=instances, text=text)
 

@@ -15,28 +15,21 @@ that it moves at all: a mean flipped share of at least 0.15.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 import numpy as np
 import pytest
 
 from models.eval.simulator import deepest_point, error_regions, gt_box
-from service.evaluation.samples import Sample, samples
+from service.evaluation.samples import Sample
 from service.process import ServerProcess
 from tests.conftest import ALICE
 from tests.support.images import decode_png
-from tests.support.shared_data import require
-
-PHOTOS = ("000000000036", "000000000165", "000000000241", "000000000326", "000000000389", "000000000436")
+from tests.support.shared_data import coco_people, require
 
 
 @pytest.fixture(scope="module")
 def targets() -> list[Sample]:
-    root: Path = require("evaldata", "coco128seg_persons")
-    found = [s for s in samples(str(root), max_instances=1) if s.name.split("#")[0] in PHOTOS]
-    assert len(found) == len(PHOTOS)
-    return found
+    return coco_people()
 
 
 def _session_round(server: ServerProcess, sid: str, prompts: list[dict]) -> np.ndarray:

@@ -19,23 +19,18 @@ import pytest
 from models.eval.simulator import deepest_point, error_regions
 from schemas.prompts import ClickPrompt
 from service.engines.marks import LOCAL_REACH, honour_marks
-from service.evaluation.samples import Sample, samples
+from service.evaluation.samples import Sample
 from service.pipelines.base import FeatureCache, RoundInput
 from service.pipelines.classical import ClassicalPipeline
 from service.pipelines.dfimat import DFIMatPipeline
 from service.pipelines.smat import SMatPipeline
 from tests.support.pipelines import GivenMattes
-from tests.support.shared_data import require
-
-PHOTOS = ("000000000036", "000000000165", "000000000241", "000000000326", "000000000389", "000000000436")
+from tests.support.shared_data import coco_people
 
 
 @pytest.fixture(scope="module")
 def people() -> list[Sample]:
-    root = require("evaldata", "coco128seg_persons")
-    found = [s for s in samples(str(root), max_instances=1) if s.name.split("#")[0] in PHOTOS]
-    assert len(found) == len(PHOTOS)
-    return found
+    return coco_people()
 
 
 def _ring(mask: np.ndarray, pixels: int, grow: bool) -> np.ndarray:

@@ -14,7 +14,20 @@ from pathlib import Path
 
 import pytest
 
+from service.evaluation.samples import Sample, samples
+
 REPO = Path(__file__).resolve().parents[2]
+
+# Six real COCO photos of one person each (the largest of each), with halos, rims and neighbours
+# of varied texture: the mark-honouring tests correct their errors.
+MARKS_PHOTOS = (
+    "000000000036",
+    "000000000165",
+    "000000000241",
+    "000000000326",
+    "000000000389",
+    "000000000436",
+)
 
 
 def shared_dir() -> Path | None:
@@ -36,3 +49,12 @@ def require(*parts: str) -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def coco_people(names: tuple[str, ...] = MARKS_PHOTOS) -> list[Sample]:
+    """The largest person of each named photo of ``evaldata/coco128seg_persons``, in that order
+    of the folder (skips or fails as :func:`require` when the data is missing)."""
+    root = require("evaldata", "coco128seg_persons")
+    found = [s for s in samples(str(root), max_instances=1) if s.name.split("#")[0] in names]
+    assert len(found) == len(names)
+    return found
