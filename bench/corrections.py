@@ -7,6 +7,12 @@ COCO photos of ``../shared/evaldata`` enlarged to each size: a previous matte (t
 mask dilated, so a ring around them is wrongly included), a new matte (the ring gone near a
 background click, and a spurious blob far from it), and the round's click. Reports the median
 milliseconds of each step and the merge's share of the two.
+
+Then the mark honouring alone in the situations DFIMat's simulated user corrects (a box and a
+foreground click on a missed rim or a missed half, a background click on a wrongly included
+neighbour, three clicks on a shifted matte without a box), with its geodesic searches bounded
+(as served) and searching every pixel of each region (``bounded_search=False``, the same mattes),
+alternating call by call: median milliseconds of each and their ratio.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from schemas.prompts import BoxPrompt, ClickPrompt
+from models.eval.simulator import deepest_point, error_regions
+from schemas.prompts import BoxPrompt, ClickPrompt, Prompt
 from service.engines.marks import edge_costs, honour_marks
 from service.engines.progressive_merge import merge_changes
 from service.evaluation.samples import samples
@@ -73,6 +80,61 @@ def measure(pixels: int, photos: int, repeats: int) -> dict[str, float]:
     return out
 
 
+def situations(
+    pixels: int, photos: int
+) -> dict[str, list[tuple[np.ndarray, np.ndarray, list[Prompt], np.ndarray]]]:
+    """Situation name -> (image, matte, prompts, path costs) per photo, at ``pixels``: the
+    person's mask with an error a simulated user corrects, the clicks at the deepest points of
+    the largest error regions."""
+    out: dict[str, list[tuple[np.ndarray, np.ndarray, list[Prompt], np.ndarray]]] = {}
+    for sample in list(samples(DATA, max_instances=1))[:photos]:
+        s = (pixels / (sample.image.shape[0] * sample.image.shape[1])) ** 0.5
+        image = cv2.resize(sample.image, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR)
+        truth = cv2.resize(sample.alpha, image.shape[1::-1], interpolation=cv2.INTER_LINEAR) >= 0.5
+        ys, xs = np.nonzero(truth)
+        box = BoxPrompt(
+            x0=float(xs.min()), y0=float(ys.min()), x1=float(xs.max() + 1), y1=float(ys.max() + 1)
+        )
+        ring = max(2, round(0.02 * max(image.shape[:2])))
+        rim = cv2.erode(truth.astype(np.uint8), np.ones((2 * ring + 1, 2 * ring + 1), np.uint8)) > 0
+        half = truth.copy()
+        half[(ys.min() + ys.max()) // 2 :] = False
+        neighbour = truth.copy()
+        neighbour[ys.min() : ys.max() + 1, xs.max() : xs.max() + (xs.max() - xs.min()) // 2] = True
+        shift = max(4, (ys.max() - ys.min()) // 12)
+        shifted = np.zeros_like(truth)
+        shifted[shift:, shift:] = truth[:-shift, :-shift]
+        costs = edge_costs(image)
+        for name, matte, with_box, count in (
+            ("box + fg click, missed rim", rim, True, 1),
+            ("box + fg click, missed half", half, True, 1),
+            ("box + bg click, neighbour", neighbour, True, 1),
+            ("3 clicks, shifted matte, no box", shifted, False, 3),
+        ):
+            clicks: list[Prompt] = []
+            for region in error_regions(matte.astype(np.float32), truth.astype(np.float32), limit=count):
+                x, y, _ = deepest_point(region.mask)
+                clicks.append(ClickPrompt(x=x, y=y, label=region.label))
+            prompts = [box, *clicks] if with_box else clicks
+            out.setdefault(name, []).append((image, matte.astype(np.float32), prompts, costs))
+    return out
+
+
+def measure_search(pixels: int, photos: int, repeats: int) -> dict[str, dict[str, float]]:
+    """Situation -> median ms of the bounded and the everywhere searches, alternating."""
+    out = {}
+    for name, found in situations(pixels, photos).items():
+        bounded, everywhere = [], []
+        for image, matte, prompts, costs in found:
+            for _ in range(repeats):
+                for flag, times in ((True, bounded), (False, everywhere)):
+                    start = time.perf_counter()
+                    honour_marks(image, matte, prompts, costs, bounded_search=flag)
+                    times.append((time.perf_counter() - start) * 1000)
+        out[name] = {"bounded_ms": statistics.median(bounded), "everywhere_ms": statistics.median(everywhere)}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=6)
@@ -86,9 +148,21 @@ def main() -> None:
         table.add_column(col, justify="right")
     for label, r in results.items():
         table.add_row(label, f"{r['merge_ms']:.1f}", f"{r['marks_ms']:.1f}", f"{r['merge_share']:.0%}")
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    search = {label: measure_search(pixels, args.photos, args.repeats) for label, pixels in SIZES.items()}
+    table = Table(
+        title="mark honouring's geodesic searches: bounded (served) / everywhere (one thread, median ms)"
+    )
+    for col in ("photo", "situation", "bounded", "everywhere", "everywhere / bounded"):
+        table.add_column(col, justify="right")
+    for label, rows in search.items():
+        for name, r in rows.items():
+            ratio = r["everywhere_ms"] / r["bounded_ms"]
+            table.add_row(label, name, f"{r['bounded_ms']:.1f}", f"{r['everywhere_ms']:.1f}", f"{ratio:.2f}x")
+    console.print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+    args.out.write_text(json.dumps({**results, "search": search}, indent=2))
 
 
 if __name__ == "__main__":
