@@ -211,6 +211,12 @@ def _removed_region(
             continue
         limit = None if reach is None else _reach_limit(piece, bg, reach, border=False)
         bounded = bounded_search and limit is not None
+        if bounded and not anchors.any():
+            # A pixel within the reach keeps only if an anchor lies within this horizon of the marks.
+            near = _geodesic(costs, piece, bg, (1.0 + KEEP_BIAS) * limit * (1.0 + 1e-6))
+            if _far_end_beyond(near, piece):
+                removed |= piece & (near <= limit)
+                continue
         # Without foreground anchors they are the piece's far end, which needs the whole search.
         from_bg = _geodesic(costs, piece, bg, limit if bounded and anchors.any() else None)
         if not anchors.any():
@@ -224,6 +230,19 @@ def _removed_region(
             cut &= from_bg <= limit
         removed |= cut
     return removed
+
+
+def _far_end_beyond(near: np.ndarray, piece: np.ndarray) -> bool:
+    """Whether the far end of ``piece`` that anchors it without foreground marks (its pixels at
+    least the FAR_QUANTILE quantile of path cost from the marks) lies wholly beyond the horizon
+    that ``near`` (float [h, w], path costs from the marks, inf beyond the horizon) was searched to.
+
+    With the horizon at (1 + KEEP_BIAS) times the reach, no anchor can then keep a pixel within the
+    reach (a path to it from an anchor costs more than ``horizon - c >= KEEP_BIAS * c`` where ``c
+    <= reach`` is its own cost from the marks), and everything within the reach goes, as the whole
+    search would decide: the quantile lies beyond the horizon when fewer pixels than its rank are
+    within it."""
+    return int(np.isfinite(near).sum()) <= int(np.floor(FAR_QUANTILE * (int(piece.sum()) - 1)))
 
 
 def _added_region(
