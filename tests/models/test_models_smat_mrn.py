@@ -96,7 +96,11 @@ def test_the_prompt_channel_layout_starts_as_the_same_function() -> None:
     image, prompt = torch.rand(2, 3, 64, 64), torch.zeros(2, 1, 64, 64)
     prompt[0, :, 10:50, 20:40] = 1.0
     with torch.no_grad():
-        assert torch.equal(plain(image, prompt)["alpha"], widened(image, prompt)["alpha"])
+        # The same function; the convolution kernels may sum a different number of input channels
+        # in a different order (seen on AMD EPYC: 6e-8 apart, one float32 ulp at 0.6).
+        torch.testing.assert_close(
+            plain(image, prompt)["alpha"], widened(image, prompt)["alpha"], rtol=0, atol=1e-6
+        )
         # Once trained, the channel matters: the prompt changes the decoder's input directly.
         widened.decoder.convstream.convs[0].conv.weight[:, 3].fill_(1.0)
-        assert not torch.equal(plain(image, prompt)["alpha"], widened(image, prompt)["alpha"])
+        assert (plain(image, prompt)["alpha"] - widened(image, prompt)["alpha"]).abs().max() > 1e-3
