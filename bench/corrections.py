@@ -28,7 +28,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from models.eval.simulator import deepest_point, error_regions
+from models.eval.error_mattes import corrective_clicks, erroneous_mattes
+from models.eval.simulator import gt_box
 from schemas.prompts import BoxPrompt, ClickPrompt, Prompt
 from service.engines.marks import edge_costs, honour_marks
 from service.engines.progressive_merge import merge_changes
@@ -84,39 +85,25 @@ def situations(
     pixels: int, photos: int
 ) -> dict[str, list[tuple[np.ndarray, np.ndarray, list[Prompt], np.ndarray]]]:
     """Situation name -> (image, matte, prompts, path costs) per photo, at ``pixels``: the
-    person's mask with an error a simulated user corrects, the clicks at the deepest points of
-    the largest error regions."""
+    person's mask with an error a simulated user corrects (``models.eval.error_mattes``), and
+    the simulator's clicks on it."""
     out: dict[str, list[tuple[np.ndarray, np.ndarray, list[Prompt], np.ndarray]]] = {}
     for sample in list(samples(DATA, max_instances=1))[:photos]:
         s = (pixels / (sample.image.shape[0] * sample.image.shape[1])) ** 0.5
         image = cv2.resize(sample.image, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR)
         truth = cv2.resize(sample.alpha, image.shape[1::-1], interpolation=cv2.INTER_LINEAR) >= 0.5
-        ys, xs = np.nonzero(truth)
-        box = BoxPrompt(
-            x0=float(xs.min()), y0=float(ys.min()), x1=float(xs.max() + 1), y1=float(ys.max() + 1)
-        )
-        ring = max(2, round(0.02 * max(image.shape[:2])))
-        rim = cv2.erode(truth.astype(np.uint8), np.ones((2 * ring + 1, 2 * ring + 1), np.uint8)) > 0
-        half = truth.copy()
-        half[(ys.min() + ys.max()) // 2 :] = False
-        neighbour = truth.copy()
-        neighbour[ys.min() : ys.max() + 1, xs.max() : xs.max() + (xs.max() - xs.min()) // 2] = True
-        shift = max(4, (ys.max() - ys.min()) // 12)
-        shifted = np.zeros_like(truth)
-        shifted[shift:, shift:] = truth[:-shift, :-shift]
+        box = gt_box(truth)
+        mattes = erroneous_mattes(truth, max(2, round(0.02 * max(image.shape[:2]))))
         costs = edge_costs(image)
-        for name, matte, with_box, count in (
-            ("box + fg click, missed rim", rim, True, 1),
-            ("box + fg click, missed half", half, True, 1),
-            ("box + bg click, neighbour", neighbour, True, 1),
-            ("3 clicks, shifted matte, no box", shifted, False, 3),
+        for name, error, with_box, count in (
+            ("box + fg click, missed rim", "rim", True, 1),
+            ("box + fg click, missed half", "missed half", True, 1),
+            ("box + bg click, neighbour", "neighbour", True, 1),
+            ("3 clicks, shifted matte, no box", "shifted", False, 3),
         ):
-            clicks: list[Prompt] = []
-            for region in error_regions(matte.astype(np.float32), truth.astype(np.float32), limit=count):
-                x, y, _ = deepest_point(region.mask)
-                clicks.append(ClickPrompt(x=x, y=y, label=region.label))
-            prompts = [box, *clicks] if with_box else clicks
-            out.setdefault(name, []).append((image, matte.astype(np.float32), prompts, costs))
+            clicks = corrective_clicks(mattes[error], truth, count)
+            prompts = [box, *clicks] if with_box and box is not None else clicks
+            out.setdefault(name, []).append((image, mattes[error], prompts, costs))
     return out
 
 
