@@ -36,9 +36,13 @@ def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, target)
 
 
-def hard_l1(pred: torch.Tensor, target: torch.Tensor, fraction: float = 0.3) -> torch.Tensor:
-    """Mean absolute error over the ``fraction`` of pixels with the largest error, per image, averaged."""
-    err = (pred - target).abs().flatten(1)
+def hard_l1(
+    pred: torch.Tensor, target: torch.Tensor, fraction: float = 0.3, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean absolute error over the ``fraction`` of pixels with the largest error, per image,
+    averaged; ``weight`` (broadcastable to ``pred``) scales each pixel's error first."""
+    err = (pred - target).abs()
+    err = (err if weight is None else err * weight).flatten(1)
     k = max(1, round(err.shape[1] * fraction))
     return err.topk(k, dim=1).values.mean()
 
@@ -177,13 +181,19 @@ def iscn_loss(
 
 
 def mrn_loss(
-    out: dict[str, torch.Tensor], gt_alpha: torch.Tensor, hard_fraction: float = 0.3
+    out: dict[str, torch.Tensor],
+    gt_alpha: torch.Tensor,
+    hard_fraction: float = 0.3,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """MRN loss: ``L1 + hard-30 % L1`` on each side output (OS1, OS4, OS8; ``[B,1,S,S]``), summed."""
+    """MRN loss: ``L1 + hard-30 % L1`` on each side output (OS1, OS4, OS8; ``[B,1,S,S]``), summed.
+    ``weight`` ``[B,1,S,S]`` in [0, 1] weighs each pixel (the L1 is then the weighted mean)."""
     loss = gt_alpha.new_zeros(())
     for key in ("alpha_os1", "alpha_os4", "alpha_os8"):
         pred = out[key]
-        loss = loss + (pred - gt_alpha).abs().mean() + hard_l1(pred, gt_alpha, hard_fraction)
+        err = (pred - gt_alpha).abs()
+        l1 = err.mean() if weight is None else (err * weight).sum() / weight.sum().clamp_min(1.0)
+        loss = loss + l1 + hard_l1(pred, gt_alpha, hard_fraction, weight)
     return loss
 
 

@@ -57,6 +57,7 @@ def main(
     data: str = "synthetic",
     ccp_root: Path | None = None,
     init_weights: Path | None = None,
+    real_band_weight: float = 1.0,
 ) -> dict[str, Any]:
     """Trains one family; ``None`` for ``steps``/``batch_size``/``size`` takes the family's
     recipe (:data:`RECIPES`). ``time_budget_min`` trains for that many minutes of training time
@@ -85,6 +86,7 @@ def main(
         data=data,
         ccp_root=ccp_root,
         init_weights=init_weights,
+        real_band_weight=real_band_weight,
     )
     return train(cfg)
 
@@ -120,6 +122,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--ccp-root", type=Path, default=None, help="a clone of bearpaw/clothing-co-parsing (for --data ccp)"
     )
     parser.add_argument("--init-weights", type=Path, default=None, help="fine-tune from these weights")
+    parser.add_argument(
+        "--real-band-weight",
+        type=float,
+        default=1.0,
+        help="mrn: loss weight inside the soft band of real people's (mask-to-matte) labels; "
+        "0 learns only their known foreground and background",
+    )
     return parser.parse_args(argv)
 
 

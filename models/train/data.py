@@ -241,7 +241,8 @@ class Item:
     """One training example before batching (numpy, original = letterbox-inner frame).
 
     ``alphas`` [K, h, w] visible instance alphas; ``target`` the prompted instance;
-    ``prompts`` round-1 wire prompts; ``extra`` arrays a family's sampler adds (its prompt
+    ``prompts`` round-1 wire prompts; ``source`` the scene's name (``ccp-...`` for real people,
+    whose labels come from the mask-to-matte recipe); ``extra`` arrays a family's sampler adds (its prompt
     tensors, perturbed masks...), stacked by :func:`collate_items` when they are arrays.
     """
 
@@ -251,6 +252,7 @@ class Item:
     text: str
     box: Letterbox
     prompts: list[Prompt] = field(default_factory=list)
+    source: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -270,6 +272,7 @@ def make_item(scene: Scene, size: int, rng: np.random.Generator, flip: bool = Tr
         target=target,
         text=scene.descriptions[target],
         box=Letterbox(h, w, size),
+        source=scene.name,
     )
 
 

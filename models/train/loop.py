@@ -79,8 +79,11 @@ class TrainConfig:
     ``data`` the training mix (:func:`models.train.data.parse_data_mix`, e.g.
     ``"ccp:0.7,synthetic:0.3"``), ``ccp_root`` the Clothing Co-Parsing clone its ``ccp`` part
     reads (training split only); ``init_weights`` starts from those weights (fine-tuning)
-    instead of random initialisation. Validation runs on the synthetic set and, when
-    ``ccp_root`` is given, on scenes of CCP's validation split (real people, never trained on).
+    instead of random initialisation; ``real_band_weight`` weighs MRN's loss inside the soft band
+    of real people's labels (1: as any label; 0: real photos teach only where the person is and
+    is not, the soft values come from the procedural scenes' true alpha). Validation runs on the
+    synthetic set and, when ``ccp_root`` is given, on scenes of CCP's validation split (real
+    people, never trained on).
     """
 
     family: str
@@ -113,6 +116,7 @@ class TrainConfig:
     data: str = "synthetic"
     ccp_root: Path | None = None
     init_weights: Path | None = None
+    real_band_weight: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -269,7 +273,7 @@ class Trainer:
                 )
             else:
                 self.iscn = load_frozen_iscn(str(self.iscn_path), cfg.preset, self.device)
-        self.task: Task = make_task(cfg.family, self.model, self.device, self.iscn)
+        self.task: Task = make_task(cfg.family, self.model, self.device, self.iscn, cfg.real_band_weight)
         self.params = self.task.trainable()
         # The fused kernel: one call for all parameters (per-tensor Adam costs ~0.3 s a step on CPU).
         self.optimizer = torch.optim.AdamW(

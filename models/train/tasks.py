@@ -296,32 +296,49 @@ class ISCNTask(Task):
 
 @dataclass
 class MRNSampler:
-    """Round-1 ISCN prompts (for the frozen ISCN) and a perturbed ground-truth guidance mask."""
+    """Round-1 ISCN prompts (for the frozen ISCN), a perturbed ground-truth guidance mask and
+    the loss weight of each pixel: ``real_band_weight`` inside the soft band of a real person's
+    label (``ccp`` sources: the mask-to-matte recipe's closed-form band, not a measured
+    alpha), 1 elsewhere."""
 
     max_slots: int
+    real_band_weight: float = 1.0
 
     def __call__(self, item: Item, rng: np.random.Generator) -> None:
         mode = P.choose_mode(rng)
         item.prompts = P.round_one_prompts(mode, item.alphas, item.target, item.text, rng)
         maps, kinds = iscn_prompt_tensors(item.prompts, item.box, self.max_slots)
         perturbed = P.perturb_mask(P.binary(item.alphas[item.target]), rng)
-        item.extra.update(prompt_maps=maps, prompt_kinds=kinds, perturbed=item.box.plane(perturbed))
+        target = item.alphas[item.target]
+        real = item.source.startswith("ccp")
+        band = (target > 0.0) & (target < 1.0) if real else np.zeros(target.shape, bool)
+        weight = 1.0 - (1.0 - self.real_band_weight) * item.box.plane(band.astype(np.float32))
+        item.extra.update(
+            prompt_maps=maps, prompt_kinds=kinds, perturbed=item.box.plane(perturbed), label_weight=weight
+        )
 
 
 class MRNTask(Task):
     """MRN on coarse masks: the frozen ISCN's prediction (upsampled from S/4, as the service
     does) for ``iscn_share`` of the items when it overlaps the target (IoU >= 0.5), otherwise
-    a perturbed ground-truth mask; loss L1 + hard-30 % L1 on each side output."""
+    a perturbed ground-truth mask; loss L1 + hard-30 % L1 on each side output, the soft band
+    of real people's labels weighted by ``real_band_weight`` (:class:`MRNSampler`)."""
 
     family = "mrn"
 
     def __init__(
-        self, model: nn.Module, device: torch.device, iscn: ISCN | None, iscn_share: float = 0.5
+        self,
+        model: nn.Module,
+        device: torch.device,
+        iscn: ISCN | None,
+        iscn_share: float = 0.5,
+        real_band_weight: float = 1.0,
     ) -> None:
         super().__init__(model, device)
         self.iscn = iscn
         self.iscn_share = iscn_share if iscn is not None else 0.0
-        self._sampler = MRNSampler(config_for("iscn", "tiny").max_visual_prompts)
+        self.real_band_weight = real_band_weight
+        self._sampler = MRNSampler(config_for("iscn", "tiny").max_visual_prompts, real_band_weight)
 
     @property
     def sampler(self) -> MRNSampler:
@@ -332,7 +349,12 @@ class MRNTask(Task):
             "guidance": f"frozen ISCN prediction for {self.iscn_share:.0%} of items (IoU>=0.5), "
             "else perturbed GT mask (erode/dilate, blur, S/4 blockiness, shift, holes, blobs)",
             "iscn_prompts": P.ROUND_ONE_MODES,
-            "loss": "mrn_loss: L1 + hard-30% L1 on OS1/OS4/OS8",
+            "loss": "mrn_loss: L1 + hard-30% L1 on OS1/OS4/OS8"
+            + (
+                f"; real people's soft label band (mask-to-matte) weighted {self.real_band_weight:g}"
+                if self.real_band_weight != 1.0
+                else ""
+            ),
         }
 
     def guidance(self, batch: dict[str, Any], rng: np.random.Generator) -> tuple[torch.Tensor, float]:
@@ -361,7 +383,8 @@ class MRNTask(Task):
         image = batch["image"].to(self.device)
         alpha = batch["alpha"].to(self.device)
         out = self.model(image, guide)
-        loss = losses.mrn_loss(out, alpha)
+        weight = batch["label_weight"].unsqueeze(1).to(self.device) if self.real_band_weight != 1.0 else None
+        loss = losses.mrn_loss(out, alpha, weight=weight)
         mad = (out["alpha"].detach() - alpha).abs().mean()
         return loss, {"mad": float(mad), "iscn_share": share}
 
@@ -629,12 +652,14 @@ def make_task(
     model: nn.Module,
     device: torch.device,
     iscn: ISCN | None = None,
+    real_band_weight: float = 1.0,
 ) -> Task:
-    """The task of ``family`` around a built ``model`` (``iscn``: the frozen ISCN for MRN/InstMatt)."""
+    """The task of ``family`` around a built ``model`` (``iscn``: the frozen ISCN for MRN/InstMatt;
+    ``real_band_weight``: MRN's loss weight in the soft band of real people's labels)."""
     if family == "iscn":
         return ISCNTask(model, device)
     if family == "mrn":
-        return MRNTask(model, device, iscn)
+        return MRNTask(model, device, iscn, real_band_weight=real_band_weight)
     if family == "semat":
         return SEMatTask(model, device)
     if family == "smat":

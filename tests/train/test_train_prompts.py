@@ -137,3 +137,44 @@ def test_pool_caches_scenes_and_refuses_the_validation_seed(tmp_path) -> None:
     assert item.box.size == 64 and item.text in (*first.descriptions, *flip_scene(first).descriptions)
     with pytest.raises(ValueError):
         ScenePool(VALIDATION_SEED, 64, 3, None)
+
+
+@pytest.mark.parametrize(
+    ("source", "band_weight"), [("ccp-0-7", 0.0), ("ccp-closeup-0-3:flip", 0.25), ("synthetic-0-7", 1.0)]
+)
+def test_mrn_weighs_only_real_labels_soft_band(source: str, band_weight: float) -> None:
+    """Real people's soft values come from the mask-to-matte recipe, not a measurement: MRN's
+    loss weighs that band by ``real_band_weight``; a procedural scene's true alpha weighs 1."""
+    from models.train.data import Item
+    from models.train.tasks import MRNSampler
+
+    alphas, _ = _scene()
+    box = Letterbox(H, W, 128)
+    item = Item(np.zeros((H, W, 3), np.uint8), alphas, 0, "the person", box, source=source)
+    sampler = MRNSampler(max_slots=8, real_band_weight=0.25 if "closeup" in source else 0.0)
+    sampler(item, np.random.default_rng(0))
+    weight = item.extra["label_weight"]
+    assert weight.shape == (128, 128)
+    band = box.plane(((alphas[0] > 0) & (alphas[0] < 1)).astype(np.float32))  # resized: soft at its ends
+    assert (band == 1.0).any()
+    assert np.allclose(weight[band == 1.0], band_weight)
+    assert np.allclose(weight[band == 0.0], 1.0)  # the rest of the photo and the letterbox
+    assert ((weight >= band_weight - 1e-6) & (weight <= 1.0 + 1e-6)).all()
+
+
+def test_the_mrn_loss_ignores_what_its_weight_leaves_out() -> None:
+    import torch
+
+    from models import losses
+
+    gt = torch.zeros(2, 1, 16, 16)
+    right = {k: gt.clone() for k in ("alpha_os1", "alpha_os4", "alpha_os8")}
+    wrong = {k: v.clone() for k, v in right.items()}
+    for v in wrong.values():
+        v[:, :, :4] = 0.5  # wrong only in the first four rows
+    weight = torch.ones_like(gt)
+    assert float(losses.mrn_loss(wrong, gt)) > 0.1
+    assert torch.equal(losses.mrn_loss(wrong, gt, weight=weight), losses.mrn_loss(wrong, gt))
+    weight[:, :, :4] = 0.0
+    assert float(losses.mrn_loss(wrong, gt, weight=weight)) == 0.0
+    assert float(losses.mrn_loss(right, gt, weight=weight)) == 0.0
