@@ -6,15 +6,31 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from schemas.prompts import BoxPrompt, ClickPrompt, Prompt, ScribblePrompt, TextPrompt
 
+if TYPE_CHECKING:
+    from service.config import Settings
+
 app = typer.Typer(help="matteserve: interactive and instance image matting service.", no_args_is_help=True)
 console = Console(stderr=True)
+
+
+def _settings(**overrides: object) -> Settings:
+    """The service settings; a wrong ``MATTESERVE_*`` value ends the command with exit code 2
+    and one line per wrong variable, not a traceback."""
+    from service.config import InvalidSettings, load_settings
+
+    try:
+        return load_settings(**overrides)
+    except InvalidSettings as exc:
+        for line in str(exc).splitlines():
+            console.print(f"[red]Invalid configuration:[/] {line}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -27,11 +43,10 @@ def serve(
     import uvicorn
 
     from service.app import create_app
-    from service.config import Settings
     from service.redis_runtime import redacted_url, resolve_redis
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    settings = Settings(**overrides)
+    settings = _settings(**overrides)
     url, started = resolve_redis(settings.redis_url)
     if started is not None:
         console.print(f"[yellow]No Redis configured or reachable: started redis-server on {url}[/]")
@@ -127,7 +142,6 @@ def cutout(
 async def _cutout_in_process(data: bytes, prompts: list[Prompt], model: str, kind: str) -> bytes:
     import anyio
 
-    from service.config import Settings
     from service.cutout import cutout_rgba
     from service.errors import ApiError
     from service.imaging import alpha_to_u8, decode_image, encode_png
@@ -135,7 +149,7 @@ async def _cutout_in_process(data: bytes, prompts: list[Prompt], model: str, kin
     from service.prompts import validate_prompts
     from service.serving import matte_image
 
-    settings = Settings()
+    settings = _settings()
     has_text = any(isinstance(p, TextPrompt) for p in prompts)
     registry = await build_registry(settings, anyio.CapacityLimiter(os.cpu_count() or 1), text_now=has_text)
     try:
@@ -322,7 +336,6 @@ async def _evaluate(
     import anyio
     from rich.progress import Progress
 
-    from service.config import Settings
     from service.evaluation import report
     from service.evaluation.runner import run_sample, summarise
     from service.evaluation.samples import samples
@@ -332,7 +345,7 @@ async def _evaluate(
         raise typer.BadParameter(f"unknown protocol {protocol!r}")
     if protocol == "auto":
         rounds = 1
-    registry = await build_registry(Settings(), anyio.CapacityLimiter(os.cpu_count() or 1), text_now=True)
+    registry = await build_registry(_settings(), anyio.CapacityLimiter(os.cpu_count() or 1), text_now=True)
     items = list(samples(data, max_instances=max_instances, limit=limit))
     if not items:
         raise typer.BadParameter(f"no samples in {data!r}")
@@ -391,7 +404,6 @@ def eval_stages(
 async def _eval_stages(data: str, limit: int | None, max_instances: int):
     import anyio
 
-    from service.config import Settings
     from service.evaluation.samples import samples
     from service.evaluation.stages import stage_table
     from service.pipelines.factory import build_registry, close_registry
@@ -399,7 +411,7 @@ async def _eval_stages(data: str, limit: int | None, max_instances: int):
     items = list(samples(data, max_instances=max_instances, limit=limit))
     if not items:
         raise typer.BadParameter(f"no samples in {data!r}")
-    registry = await build_registry(Settings(), anyio.CapacityLimiter(os.cpu_count() or 1))
+    registry = await build_registry(_settings(), anyio.CapacityLimiter(os.cpu_count() or 1))
     try:
         return await stage_table(registry.pipelines["dfimat"], items)
     finally:
@@ -431,12 +443,11 @@ def eval_instances(
 async def _eval_instances(data: str, min_area: int) -> dict:
     import anyio
 
-    from service.config import Settings
     from service.evaluation.instances import evaluate_instances
     from service.evaluation.samples import open_selected
     from service.pipelines.factory import build_registry, close_registry
 
-    registry = await build_registry(Settings(), anyio.CapacityLimiter(os.cpu_count() or 1))
+    registry = await build_registry(_settings(), anyio.CapacityLimiter(os.cpu_count() or 1))
     try:
         if registry.instances is None:
             raise typer.BadParameter("instance matting is not available on this backend")
@@ -488,7 +499,6 @@ def calibrate_auto(
 async def _calibrate(data: list[str], automatic: list[str], limit: int | None, max_instances: int) -> dict:
     import anyio
 
-    from service.config import Settings
     from service.evaluation.routing import DataSet, calibrate
     from service.evaluation.samples import samples
     from service.pipelines.factory import build_registry, close_registry
@@ -504,7 +514,7 @@ async def _calibrate(data: list[str], automatic: list[str], limit: int | None, m
         return sets
 
     prompted, automatic_sets = load(data), load(automatic)
-    registry = await build_registry(Settings(), anyio.CapacityLimiter(os.cpu_count() or 1), text_now=True)
+    registry = await build_registry(_settings(), anyio.CapacityLimiter(os.cpu_count() or 1), text_now=True)
     try:
         document = await calibrate(registry, prompted, automatic_sets or None)
     finally:

@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     native_refinement_max_pixels: int = Field(400_000, ge=1_000)
     cutout_max_pixels: int = Field(4_000_000, ge=64 * 64)
     auto_routes: str | None = None
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
 
     @field_validator("api_keys")
     @classmethod
@@ -95,6 +95,28 @@ class Settings(BaseSettings):
         if self.allow_anonymous is not None:
             return self.allow_anonymous
         return not self.key_to_user and _is_loopback(self.host)
+
+
+class InvalidSettings(ValueError):
+    """The environment holds a value the service cannot run with; the message names each
+    variable, what it must be and what it was, one per line."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """The settings from the environment, ``overrides`` (e.g. command-line options) taking
+    precedence; raises :class:`InvalidSettings` instead of pydantic's error so that a command
+    can say which variable is wrong without a traceback."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            message = error["msg"].removeprefix("Value error, ")
+            if error["loc"]:  # a field's own rule; a rule across fields has no location
+                variable = "MATTESERVE_" + "_".join(str(part) for part in error["loc"]).upper()
+                message = f"{variable}: {message} (got {error['input']!r})"
+            lines.append(message)
+        raise InvalidSettings("\n".join(lines)) from None
 
 
 def _is_loopback(host: str) -> bool:

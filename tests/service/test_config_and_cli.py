@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from service.cli import app, parse_cli_prompts
-from service.config import Settings
+from service.config import InvalidSettings, Settings, load_settings
 from service.process import REPO
 from service.redis_runtime import answers, free_port, resolve_redis
 from tests.support.images import decode_png, encode, iou, two_objects
@@ -43,6 +43,38 @@ def test_settings_read_the_documented_environment(monkeypatch: pytest.MonkeyPatc
         60,
         1_000_000,
     )
+
+
+def test_a_wrong_setting_names_its_variable_and_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MATTESERVE_LOG_LEVEL", "loud")
+    monkeypatch.setenv("MATTESERVE_MAX_PIXELS", "-3")
+    with pytest.raises(InvalidSettings) as wrong:
+        load_settings()
+    lines = str(wrong.value).splitlines()
+    assert len(lines) == 2
+    assert any(line.startswith("MATTESERVE_LOG_LEVEL: ") and "'loud'" in line for line in lines)
+    assert any(line.startswith("MATTESERVE_MAX_PIXELS: ") and "'-3'" in line for line in lines)
+    monkeypatch.delenv("MATTESERVE_LOG_LEVEL")
+    monkeypatch.setenv("MATTESERVE_MAX_PIXELS", "90000000")
+    with pytest.raises(InvalidSettings, match="MATTESERVE_MAX_CONCURRENT_PIXELS must be at least"):
+        load_settings()
+    assert load_settings(max_pixels=1_000_000).max_pixels == 1_000_000
+
+
+def test_a_command_with_a_wrong_setting_says_so_without_a_traceback() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MATTESERVE_")}
+    env |= {"MATTESERVE_LOG_LEVEL": "loud", "COLUMNS": "200"}
+    done = subprocess.run(
+        [sys.executable, "-m", "service", "serve", "--port", str(free_port())],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "Invalid configuration: MATTESERVE_LOG_LEVEL:" in done.stderr and "'loud'" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
 
 
 def test_serve_starts_its_own_redis_when_none_answers() -> None:
