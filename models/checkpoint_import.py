@@ -44,7 +44,7 @@ from models.official.instmatt import PRESETS as INSTMATT_PRESETS
 from models.official.instmatt import build_instmatt_official
 from models.official.mgmatting import PRESETS as MGMATTING_PRESETS
 from models.official.mgmatting import build_mgmatting
-from models.registry import build_model
+from models.registry import SHIPPED_WEIGHTS, build_model
 from models.semat.model import official_key as semat_official_key
 
 SN_SUFFIXES = (".module.weight_bar", ".module.weight_u", ".module.weight_v")
@@ -238,8 +238,6 @@ def import_checkpoint(
     the network configuration the file was trained at (``paper`` for the released files,
     ``parity`` for the reduced test fixtures).
     """
-    from models.export import SHIPPED_WEIGHTS
-
     spec = _family(family)
     variant = variant or next(iter(spec.files))
     if variant in spec.unsupported:

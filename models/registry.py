@@ -9,6 +9,7 @@ weights are state_dicts of ``build_model(family, preset)`` (for SEMat: with LoRA
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -32,6 +33,10 @@ PRESET_CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 PRESETS = ("tiny", "paper")
+
+# Where the shipped trained weights (``<family>.pt`` + provenance JSON) and the imported official
+# checkpoints live; ``matteserve train`` and ``import-checkpoint`` write here, ``export`` reads.
+SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 # Exported model name -> (family, wrapper class).
 EXPORTS: dict[str, tuple[str, Callable[[Any], nn.Module]]] = {

@@ -190,7 +190,8 @@ def export(
 ) -> None:
     """Export the networks to TorchScript and write model.pt + config.pbtxt per model into the repository."""
     from models.checkpoint_import import CheckpointError
-    from models.export import SHIPPED_WEIGHTS, export_all, export_official
+    from models.export import export_all, export_official
+    from models.registry import SHIPPED_WEIGHTS
 
     if untrained:
         weights_dir = None
