@@ -5,62 +5,27 @@ and an 8 x 8 box) — and never raises."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import anyio
 import cv2
 import numpy as np
 import pytest
-from pydantic import TypeAdapter
 
 from models.eval.metrics import iou
 from models.eval.simulator import UserSimulator, deepest_point, gt_box
-from schemas.prompts import Prompt
 from service.engines.classical import ClassicalParams
 from service.evaluation.samples import samples
 from service.pipelines import FeatureCache, PipelineRegistry, RoundInput
 from service.pipelines.classical import ClassicalPipeline
+from tests.support.photo_sweep import PROMPTS, box_of, sweep
 from tests.support.shared_data import require
 
 # The real photos take every prompt set; the Composition-1k composites (real foregrounds on
 # real backgrounds, 91 of them) take the box and the whole-image box, to keep CI short.
 SETS = ("coco128seg_persons", "dim_testdata_joker", "comp1k_crops_foamliu")
 COMPOSITE_KINDS = ("box", "whole-image box")
-_PROMPTS = TypeAdapter(list[Prompt])
-
-
-def box_of(mask: np.ndarray) -> dict:
-    return gt_box(mask, threshold=0.5).model_dump(mode="json")
-
-
-def deepest_click(mask: np.ndarray) -> dict:
-    """A foreground click where the simulator would put it: the person's deepest pixel."""
-    x, y, _ = deepest_point(mask > 0.5)
-    return {"type": "click", "x": float(x), "y": float(y), "label": "fg"}
-
-
-def prompt_sets(image: np.ndarray, instances: np.ndarray) -> dict[str, list[dict]]:
-    height, width = image.shape[:2]
-    areas = [(k, float((a > 0.5).sum())) for k, a in enumerate(instances)]
-    areas = [(k, area) for k, area in areas if area > 0]
-    largest = instances[max(areas, key=lambda item: item[1])[0]]
-    smallest = instances[min(areas, key=lambda item: item[1])[0]]
-    cx, cy = width // 2, height // 2
-    return {
-        "box": [box_of(largest)],
-        "click": [deepest_click(largest)],
-        "whole-image box": [{"type": "box", "x0": 0, "y0": 0, "x1": width, "y1": height}],
-        "smallest person's box": [box_of(smallest)],
-        "8x8 box": [
-            {
-                "type": "box",
-                "x0": max(0, cx - 4),
-                "y0": max(0, cy - 4),
-                "x1": min(width, cx + 4),
-                "y1": min(height, cy + 4),
-            }
-        ],
-    }
 
 
 # ~170 full-size rounds on COCO: beside a training run they took longer than the suite's 10-minute
@@ -69,36 +34,8 @@ def prompt_sets(image: np.ndarray, instances: np.ndarray) -> dict[str, list[dict
 @pytest.mark.parametrize("data_set", SETS)
 def test_the_classical_pipeline_mattes_every_real_photo_with_any_box_or_click(data_set: str) -> None:
     root: Path = require("evaldata", data_set)
-    pipeline = ClassicalPipeline(ClassicalParams(), anyio.CapacityLimiter(1))
-    photos, failures = 0, []
-    for sample in samples(str(root), max_instances=1):  # one entry per photo, all its instances
-        assert sample.error is None, (sample.name, sample.error)
-        instances = sample.instances if sample.instances is not None else sample.alpha[None]
-        photos += 1
-        for kind, prompts in prompt_sets(sample.image, instances).items():
-            if data_set.startswith("comp1k") and kind not in COMPOSITE_KINDS:
-                continue
-            parsed = _PROMPTS.validate_python(prompts)
-            request = RoundInput(
-                image=sample.image,
-                prompts=parsed,
-                new_prompts=parsed,
-                previous_alpha=None,
-                previous_state=None,
-                features=FeatureCache.in_memory(),
-                round_index=1,
-            )
-            try:
-                alpha = anyio.run(pipeline.run_round, request).alpha
-            except Exception as exc:
-                failures.append(f"{sample.name} {kind}: {type(exc).__name__}: {exc}")
-                continue
-            if alpha.shape != sample.image.shape[:2] or not np.isfinite(alpha).all():
-                failures.append(
-                    f"{sample.name} {kind}: alpha {alpha.shape}, finite={np.isfinite(alpha).all()}"
-                )
-            elif not 0.0 <= float(alpha.min()) <= float(alpha.max()) <= 1.0:
-                failures.append(f"{sample.name} {kind}: alpha outside [0, 1]")
+    kinds = COMPOSITE_KINDS if data_set.startswith("comp1k") else None
+    photos, failures = sweep(str(root), kinds, workers=min(2, os.cpu_count() or 1))
     assert photos >= 9
     assert failures == []
 
@@ -117,14 +54,14 @@ def test_a_later_round_resumes_from_the_colour_models_of_the_previous_one() -> N
     pipeline = ClassicalPipeline(ClassicalParams(), anyio.CapacityLimiter(1))
     resumed_ious, fresh_ious = [], []
     for sample in list(samples(str(root), max_instances=1))[:6]:
-        box = _PROMPTS.validate_python([box_of(sample.alpha)])
+        box = PROMPTS.validate_python([box_of(sample.alpha)])
         first = anyio.run(pipeline.run_round, _round(sample.image, box, box, None, None))
         assert first.state is not None
         assert ColourModels.from_bytes(first.state[24:]) is not None  # after the focus header
         region = error_regions(first.alpha, sample.alpha)[0]
         x, y, _ = deepest_point(region.mask)
         label = region.label
-        click = _PROMPTS.validate_python([{"type": "click", "x": x, "y": y, "label": label}])
+        click = PROMPTS.validate_python([{"type": "click", "x": x, "y": y, "label": label}])
         resumed = anyio.run(
             pipeline.run_round, _round(sample.image, box + click, click, first.alpha, first.state)
         )
@@ -196,11 +133,11 @@ def test_a_corrective_round_solves_only_near_what_it_changes_and_serves_the_same
         return original(work, trimap, mask, settled, previous)
 
     for sample in list(samples(str(root), max_instances=1))[:4]:
-        box = _PROMPTS.validate_python([box_of(sample.alpha)])
+        box = PROMPTS.validate_python([box_of(sample.alpha)])
         first = classical.matte(sample.image, box, new_prompts=box)
         region = error_regions(first.alpha, sample.alpha)[0]
         x, y, _ = deepest_point(region.mask)
-        click = _PROMPTS.validate_python([{"type": "click", "x": x, "y": y, "label": region.label}])
+        click = PROMPTS.validate_python([{"type": "click", "x": x, "y": y, "label": region.label}])
         served = {}
         for incremental in (False, True):
             classical._solve_alpha = counting
@@ -238,9 +175,9 @@ def test_a_round_with_a_new_box_is_solved_in_full() -> None:
     root: Path = require("evaldata", "coco128seg_persons")
     sample = next(iter(samples(str(root), max_instances=1)))
     height, width = sample.image.shape[:2]
-    first_box = _PROMPTS.validate_python([box_of(sample.alpha)])
+    first_box = PROMPTS.validate_python([box_of(sample.alpha)])
     first = classical.matte(sample.image, first_box, new_prompts=first_box)
-    wider = _PROMPTS.validate_python([{"type": "box", "x0": 0, "y0": 0, "x1": width, "y1": height}])
+    wider = PROMPTS.validate_python([{"type": "box", "x0": 0, "y0": 0, "x1": width, "y1": height}])
     mattes = [
         _second_round(sample.image, first_box, wider, first, incremental).alpha
         for incremental in (False, True)
