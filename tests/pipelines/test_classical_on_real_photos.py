@@ -19,8 +19,8 @@ from service.engines.classical import ClassicalParams
 from service.evaluation.samples import samples
 from service.pipelines import FeatureCache, PipelineRegistry, RoundInput
 from service.pipelines.classical import ClassicalPipeline
-from tests.support.photo_sweep import PROMPTS, box_of, sweep
-from tests.support.shared_data import require
+from tests.support.photo_sweep import PROMPTS, box_of, deepest_click, sweep
+from tests.support.shared_data import MARKS_PHOTOS, coco_people, require
 
 # The real photos take every prompt set; the Composition-1k composites (real foregrounds on
 # real backgrounds, 91 of them) take the box and the whole-image box, to keep CI short.
@@ -284,16 +284,18 @@ def _iou(truth: np.ndarray, mask: np.ndarray) -> float:
 def test_clicks_alone_on_real_photos_imply_the_persons_size() -> None:
     """Round 1 of clicks alone on real COCO photos of several people: bounding GrabCut by the
     size the clicks imply matches the person better on average than the unbounded engine and
-    takes less of the photo outside the person (on one of these photos a little more: a
-    smaller start changes GrabCut's colour models)."""
+    takes about half as much of the photo outside the person (on one of these photos a little
+    more: a smaller start changes GrabCut's colour models). The margin in IoU was 0.07 before
+    the coarse first fit (which, unbounded, finds the person better on one of these photos) and
+    is 0.025 with it; the share outside the person is halved either way."""
     runs = {
         "implied": _first_click_rounds(ClassicalParams()),
         "unbounded": _first_click_rounds(ClassicalParams(implied_margin=None, grow_spread=None)),
     }
     ious = {name: [_iou(t, m) for t, m, _ in run] for name, run in runs.items()}
     outside = {name: [float((m & ~t).mean()) for t, m, _ in run] for name, run in runs.items()}
-    assert np.mean(ious["implied"]) > np.mean(ious["unbounded"]) + 0.05, ious
-    assert np.mean(outside["implied"]) < np.mean(outside["unbounded"]), outside
+    assert np.mean(ious["implied"]) > np.mean(ious["unbounded"]) + 0.015, ious
+    assert np.mean(outside["implied"]) < 0.6 * np.mean(outside["unbounded"]), outside
 
 
 def test_clicks_alone_on_real_photos_of_several_people_keep_the_clicked_person() -> None:
@@ -369,3 +371,42 @@ def test_a_later_round_never_empties_the_box_on_a_real_photo() -> None:
     kept, emptied = ([r.iou for r in rounds[core].rounds] for core in (0.15, None))
     assert kept[0] == emptied[0] > 0.3
     assert emptied[1] < 0.01 and kept[1] > 0.4, (kept, emptied)
+
+
+def test_a_first_round_without_a_box_fits_grabcut_coarse_then_once_at_the_working_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 13: without a box nothing bounds round 1's graph cut, and five GrabCut iterations
+    over a whole 640-px photo took seconds; the fresh fit now runs ``coarse_iterations`` at
+    ``coarse_side`` and one iteration at the working size from those colour models. On real
+    COCO photos, one click on the person: every GrabCut call but one is at the coarse size, the
+    clicked pixel is foreground, and on most photos the matte is the full-size fit's (GrabCut's
+    optimum can move: on 000000000036 the coarse fit lands on less of the person, IoU 0.54
+    against 0.83; over the evaluation's 55 COCO targets round 1's IoU went 0.508 -> 0.524, see
+    the README's Benchmarks)."""
+    import service.engines.classical as classical
+
+    calls: list[tuple[int, int]] = []
+    real_grabcut = cv2.grabCut
+
+    def counting_grabcut(image, mask, rect, bgd, fgd, iterations, mode):
+        calls.append((max(image.shape[:2]), iterations))
+        return real_grabcut(image, mask, rect, bgd, fgd, iterations, mode)
+
+    monkeypatch.setattr(classical.cv2, "grabCut", counting_grabcut)
+    coarse, full = ClassicalParams(), ClassicalParams(coarse_side=None)
+    assert coarse.coarse_side is not None
+    agreement = []
+    for sample in coco_people(MARKS_PHOTOS[:4]):
+        click = PROMPTS.validate_python([deepest_click(sample.alpha)])
+        x, y = int(click[0].x), int(click[0].y)
+        calls.clear()
+        alpha = classical.matte(sample.image, click, new_prompts=click, params=coarse).alpha
+        working = max(classical.resize_long_side(sample.image, coarse.max_side)[0].shape[:2])
+        assert working > coarse.coarse_side
+        assert [c for c in calls if c[0] > coarse.coarse_side] == [(working, 1)], calls
+        assert sum(n for side, n in calls if side <= coarse.coarse_side) == coarse.coarse_iterations
+        assert alpha[y, x] == 1.0
+        reference = classical.matte(sample.image, click, new_prompts=click, params=full).alpha
+        agreement.append(_iou(reference >= 0.5, alpha >= 0.5))
+    assert np.median(agreement) > 0.9, agreement
