@@ -4,7 +4,9 @@ Runs sessions against a real API process (local backend, Redis) and reports, sid
 one run, the median client-side latency of round 1 and of the later rounds (the refinement
 rounds a user waits for; goal at 1 MP on 2 cores: <= 300 ms) and the median time of the
 engine itself (``timings_ms.matting``). Photos are synthetic people scenes; prompts come from
-the DFIMat user simulator (box, then 3 clicks a round).
+the DFIMat user simulator: ``box`` (the person's box, then 3 clicks a round) and ``click``
+(one click, then 3 clicks a round, never a box: the engine's box-less path, where nothing
+bounds GrabCut's first round).
 """
 
 from __future__ import annotations
@@ -37,10 +39,11 @@ def _session(
     size: tuple[int, int],
     rounds: int,
     start_together: threading.Barrier | None = None,
+    protocol: str = "box",
 ) -> list[tuple[float, float]]:
-    """Run one session of ``rounds`` rounds (box, then the simulator's clicks) on synthetic scene
-    ``scene_index``; with ``start_together``, wait at it after round 1. Returns each round's
-    (client-side latency, engine ``timings_ms.matting``) in ms."""
+    """Run one session of ``rounds`` rounds (the simulator's ``protocol``: box or click, then its
+    clicks) on synthetic scene ``scene_index``; with ``start_together``, wait at it after round 1.
+    Returns each round's (client-side latency, engine ``timings_ms.matting``) in ms."""
     client = httpx.Client(base_url=api.url, timeout=300)
     scene = SceneGenerator(seed=777).scene(scene_index, size=size)
     target = scene.alphas[int(scene.alphas.reshape(scene.num_instances, -1).sum(1).argmax())]
@@ -48,7 +51,7 @@ def _session(
     sid = client.post(
         "/v1/sessions", files={"image": ("p.jpg", photo.tobytes(), "image/jpeg")}, data={"model": "classical"}
     ).json()["session_id"]
-    simulator, previous, timings = UserSimulator("box", seed=scene_index, rounds=rounds), None, []
+    simulator, previous, timings = UserSimulator(protocol, seed=scene_index, rounds=rounds), None, []
     for r in range(rounds):
         if r == 1 and start_together is not None:
             start_together.wait()
@@ -64,9 +67,11 @@ def _session(
     return timings
 
 
-def measure(api: ServerProcess, size: tuple[int, int], sessions: int, rounds: int) -> dict[str, float]:
+def measure(
+    api: ServerProcess, size: tuple[int, int], sessions: int, rounds: int, protocol: str = "box"
+) -> dict[str, float]:
     """Median latency and engine time of round 1 and of the later rounds, sessions one at a time."""
-    runs = [_session(api, k, size, rounds) for k in range(sessions)]
+    runs = [_session(api, k, size, rounds, protocol=protocol) for k in range(sessions)]
     first = [run[0] for run in runs]
     later = [t for run in runs for t in run[1:]]
     return {
@@ -110,6 +115,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES), help="photo sizes")
     parser.add_argument(
+        "--protocols",
+        nargs="+",
+        choices=("box", "click"),
+        default=["box", "click"],
+        help="round 1 with the person's box, or with one click and no box",
+    )
+    parser.add_argument(
         "--in-flight", type=int, default=6, help="sessions sending rounds at once (1 MP); 0: skip"
     )
     parser.add_argument("--out", type=Path, default=Path("out/bench"))
@@ -125,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     ).start()
     try:
         figures = {
-            name: measure(api, size, args.sessions, args.rounds)
+            f"{name}, {protocol}": measure(api, size, args.sessions, args.rounds, protocol)
+            for protocol in args.protocols
             for name, size in SIZES.items()
             if name in args.sizes
         }
@@ -137,7 +150,13 @@ def main(argv: list[str] | None = None) -> None:
         if own_redis is not None:
             own_redis.stop()
     table = Table(title="classical engine: median round latency")
-    for column in ("photo", "rounds", "round 1 (HTTP, ms)", "rounds 2+ (HTTP, ms)", "engine 1 / 2+ (ms)"):
+    for column in (
+        "photo, round 1",
+        "rounds",
+        "round 1 (HTTP, ms)",
+        "rounds 2+ (HTTP, ms)",
+        "engine 1 / 2+ (ms)",
+    ):
         table.add_column(column)
     for name, f in figures.items():
         table.add_row(
