@@ -2,7 +2,7 @@
 (the person's box, a click at the person's deepest point, a whole-image box, tiny boxes),
 split over worker processes.
 
-GrabCut is single-threaded and a box-less round on a 640 x 480 photo takes seconds, so on
+GrabCut is single-threaded and a whole-image box on a 640 x 480 photo takes seconds, so on
 CI's two cores one process left a core idle for the suite's longest test; the photos are
 dealt round-robin to ``workers`` spawned processes (spawned, not forked: the parent has
 torch's thread pools) and the failures gathered. Each worker reads the whole set and skips the
