@@ -448,9 +448,8 @@ def _coarse_cut(bgr: np.ndarray, gc: np.ndarray, side: int, iterations: int) -> 
     then the rest of GRABCUT_ITERATIONS (at least one) at full size from those colour models and
     labels; ``gc`` (h, w) updated in place. Returns the colour models (background, foreground)."""
     h, w = gc.shape
-    scale = side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small_bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+    small_bgr, _ = resize_long_side(bgr, side)
+    size = (small_bgr.shape[1], small_bgr.shape[0])
     small_gc = cv2.resize(gc, size, interpolation=cv2.INTER_NEAREST)
     # A mark is a few pixels wide: keep every hard label the resize would drop (foreground wins).
     for label in (cv2.GC_BGD, cv2.GC_FGD):
