@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from schemas.system import Health, ModelsResponse
 from service.api.deps import Service, User
+from service.errors import Unavailable
 
 router = APIRouter(tags=["system"])
 
@@ -29,7 +30,10 @@ async def readyz(service: Service, scope: Literal["all", "local"] = "all") -> Re
     counted = checks if scope == "all" else {k: v for k, v in checks.items() if k == "redis"}
     ready = all(value == "ok" for value in counted.values())
     body = Health(status="ready" if ready else "not_ready", checks=checks)
-    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+    if ready:
+        return JSONResponse(body.model_dump())
+    headers = {"Retry-After": str(Unavailable.retry_after_s)}  # as every other 503
+    return JSONResponse(body.model_dump(), status_code=503, headers=headers)
 
 
 @router.get("/metrics", response_class=Response)

@@ -87,10 +87,13 @@ redis.call('PEXPIRE', KEYS[6], ARGV[6])
 return new
 """
 
-# KEYS: meta, rounds, requests, key set; ARGV: key prefix for per-round keys ('ms:{sid}:')
+# KEYS: meta, rounds, requests, key set; ARGV: key prefix for per-round keys ('ms:{sid}:'), undo token
+# The token makes it idempotent like _COMMIT_ROUND: resent after a timeout, it answers the
+# rounds the first delivery left instead of dropping a second round.
 _UNDO = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local n = tonumber(redis.call('HGET', KEYS[1], 'rounds'))
+if redis.call('HGET', KEYS[1], 'undo') == ARGV[2] then return n end
 if n == 0 then return -2 end
 local record = redis.call('RPOP', KEYS[2])
 if record then
@@ -104,7 +107,7 @@ for _, kind in ipairs({'alpha:', 'state:', 'cutout:'}) do
   redis.call('DEL', k)
   redis.call('SREM', KEYS[4], k)
 end
-redis.call('HSET', KEYS[1], 'rounds', n - 1)
+redis.call('HSET', KEYS[1], 'rounds', n - 1, 'undo', ARGV[2])
 return n - 1
 """
 
@@ -362,7 +365,7 @@ class SessionStore:
         """Drop the last round; return the number of rounds left."""
         result = await self._undo(
             keys=[keys.meta(sid), keys.rounds(sid), keys.requests(sid), keys.key_set(sid)],
-            args=[keys.meta(sid)[: -len("meta")]],
+            args=[keys.meta(sid)[: -len("meta")], secrets.token_hex(12)],
         )
         if result == -1:
             raise SessionNotFound(sid)

@@ -21,7 +21,7 @@ import redis
 
 from service.process import ServerProcess, start_server
 from service.redis_runtime import RedisProcess
-from service.store import keys
+from service.store import RoundRecord, keys
 from tests.conftest import ALICE, server_env
 from tests.service.test_sessions_http import create_session, run_round
 from tests.support.waiting import wait_until
@@ -68,6 +68,7 @@ def test_paused_redis_gives_503_fast_and_readiness_recovers(
         # Answered (not held for the pause): the client's timeout is far above the server's.
         ready = httpx.get(f"{server.url}/readyz", timeout=60)
         assert ready.status_code == 503 and ready.json()["checks"]["redis"] == "unavailable"
+        assert int(ready.headers["Retry-After"]) >= 1
         response = httpx.get(f"{server.url}/v1/sessions/{sid}", headers=ALICE, timeout=60)
         assert response.status_code == 503
         body = response.json()["error"]
@@ -119,6 +120,19 @@ def test_a_round_interrupted_by_a_paused_redis_is_applied_exactly_once_on_retry(
     watcher.close()
 
 
+def _record(request_id: str) -> RoundRecord:
+    """A round's record with nothing in it but its request id (the store's own tests)."""
+    return RoundRecord(
+        round=0,
+        model="classical",
+        prompts=[],
+        score=None,
+        timings_ms={},
+        created_at="",
+        request_id=request_id,
+    )
+
+
 def _rounds(server: ServerProcess, sid: str) -> list[dict]:
     response = httpx.get(f"{server.url}/v1/sessions/{sid}", headers=ALICE, timeout=60)
     assert response.status_code == 200, response.text
@@ -138,7 +152,7 @@ async def test_a_commit_sent_to_a_paused_redis_is_reported_unknown_and_lands_onc
     from redis.backoff import ExponentialBackoff
 
     from service.errors import RoundOutcomeUnknown
-    from service.store import RoundRecord, SessionStore
+    from service.store import SessionStore
 
     client = aioredis.from_url(
         private_redis.url,
@@ -148,24 +162,13 @@ async def test_a_commit_sent_to_a_paused_redis_is_reported_unknown_and_lands_onc
     store = SessionStore(client, ttl_s=600, lock_lease_s=3)
     meta = await store.create(user="alice", image=b"png", width=4, height=4, model="classical")
 
-    def record(request_id: str) -> RoundRecord:
-        return RoundRecord(
-            round=0,
-            model="classical",
-            prompts=[],
-            score=None,
-            timings_ms={},
-            created_at="",
-            request_id=request_id,
-        )
-
     sid = meta.session_id
     assert (
-        await store.commit_round(sid, expected_rounds=0, record=record("r-1"), alpha_png=b"a", state=None)
+        await store.commit_round(sid, expected_rounds=0, record=_record("r-1"), alpha_png=b"a", state=None)
         == 1
     )
     with paused(private_redis), pytest.raises(RoundOutcomeUnknown) as raised:
-        await store.commit_round(sid, expected_rounds=1, record=record("r-2"), alpha_png=b"a", state=None)
+        await store.commit_round(sid, expected_rounds=1, record=_record("r-2"), alpha_png=b"a", state=None)
     assert "same request_id" in raised.value.message
     checker = redis.Redis.from_url(private_redis.url)
     assert wait_until(lambda: checker.hget(keys.meta(sid), "rounds") == b"2", 10)
@@ -179,7 +182,7 @@ async def test_a_commit_sent_to_a_paused_redis_is_reported_unknown_and_lands_onc
     os.kill(private_redis.process.pid, signal.SIGSTOP)
     try:
         pending = asyncio.ensure_future(
-            store.commit_round(sid, expected_rounds=2, record=record("r-3"), alpha_png=b"a", state=None)
+            store.commit_round(sid, expected_rounds=2, record=_record("r-3"), alpha_png=b"a", state=None)
         )
         await asyncio.sleep(0.75)
     finally:
@@ -190,5 +193,49 @@ async def test_a_commit_sent_to_a_paused_redis_is_reported_unknown_and_lands_onc
     checker = redis.Redis.from_url(private_redis.url)
     assert wait_until(lambda: checker.hget(keys.meta(sid), "rounds") == b"3", 10)
     assert checker.llen(keys.rounds(sid)) == 3
+    checker.close()
+    await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_an_undo_resent_to_a_paused_redis_drops_one_round(private_redis: RedisProcess) -> None:
+    """An undo whose first delivery timed out on a stalled Redis is resent by the client
+    (redis-py's retry); when Redis resumes it runs both deliveries. Without the undo token the
+    second dropped another round: one undo lost two. Now the resend answers what the first left."""
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
+    from service.errors import StoreUnavailable
+    from service.store import SessionStore
+
+    client = aioredis.from_url(
+        private_redis.url,
+        socket_timeout=1.0,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+    )
+    store = SessionStore(client, ttl_s=600, lock_lease_s=3)
+    sid = (await store.create(user="alice", image=b"png", width=4, height=4, model="classical")).session_id
+    for n in range(4):
+        await store.commit_round(sid, expected_rounds=n, record=_record(f"r-{n}"), alpha_png=b"a", state=None)
+    # Load the script first: on a Redis that has not seen it, both deliveries answer NOSCRIPT
+    # and redis-py's EVAL fallback then runs it once, which hides the double drop.
+    assert await store.undo(sid) == 3
+
+    os.kill(private_redis.process.pid, signal.SIGSTOP)
+    try:
+        pending = asyncio.ensure_future(store.undo(sid))
+        await asyncio.sleep(1.5)  # past the socket timeout: the first delivery was given up and resent
+    finally:
+        os.kill(private_redis.process.pid, signal.SIGCONT)
+    with contextlib.suppress(StoreUnavailable):  # the resend may time out too on a slow machine
+        assert await pending == 2
+    checker = redis.Redis.from_url(private_redis.url)
+    assert wait_until(lambda: checker.hget(keys.meta(sid), "rounds") == b"2", 10)
+    checker.ping()  # a later command on another connection: both deliveries have run before it
+    assert checker.hget(keys.meta(sid), "rounds") == b"2"
+    assert checker.llen(keys.rounds(sid)) == 2
+    assert checker.exists(keys.alpha(sid, 2)) and not checker.exists(keys.alpha(sid, 3))
+    assert await store.undo(sid) == 1  # a new undo still drops one
     checker.close()
     await client.aclose()
