@@ -7,11 +7,13 @@ Weight-free baseline and fallback. One call computes the matte for all marks so 
    (``Pipeline.focus_on_boxes``): a small person's box gets the whole working resolution, and
    regions still smaller than ``MIN_WORK_SIDE`` are enlarged.
 2. GrabCut, initialised from the previous round's matte when there is one (else from the
-   boxes, else from the neighbourhood of the foreground marks). A later round resumes from
-   the previous round's colour models (``ColourModels``, kept in the session's state) with
-   ``LATER_ROUND_ITERATIONS`` iteration(s) instead of fitting them afresh over five: the new
-   marks change the hard constraints, the graph cut re-segments, and a round costs a fraction
-   of the first. Every mark of every round
+   boxes, else from the neighbourhood of the foreground marks; background marks alone leave
+   the whole photo probable foreground but the colour-coherent regions they lie in and its
+   frame: what is unlike them). A later round resumes from the previous round's colour
+   models (``ColourModels``, kept in the session's state) with ``LATER_ROUND_ITERATIONS``
+   iteration(s) instead of fitting them afresh over five: the new marks change the hard
+   constraints, the graph cut re-segments, and a round costs a fraction of the first. Every
+   mark of every round
    is a hard constraint; outside all boxes is background. A background mark placed on a
    region of the previous matte also removes the colour-coherent part of that region
    around it (flood fill within the previous matte), so one background click drops a
@@ -161,8 +163,7 @@ def matte(
     previous matte); ``work`` the photo at the working size (``resize_long_side(image,
     params.max_side)[0]``) when the caller keeps it from round to round. Returns the float32
     (H, W) alpha in [0, 1] and the colour models.
-    Raises ``UnsupportedPrompt`` for text prompts and when no mark says where the
-    foreground is.
+    Raises ``UnsupportedPrompt`` for text prompts and when there is no mark at all.
     """
     if any(isinstance(p, TextPrompt) for p in prompts):
         raise UnsupportedPrompt(
@@ -190,10 +191,9 @@ def matte(
         previous_soft = cv2.resize(previous_alpha.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
         previous = previous_soft >= 0.5
 
-    if previous is None and box_mask is None and not fg_seed.any():
+    if previous is None and box_mask is None and not fg_seed.any() and not bg_seed.any():
         raise UnsupportedPrompt(
-            "The classical engine needs a box, a foreground click or a foreground scribble to "
-            "know what to cut out.",
+            "The classical engine needs a box, a click or a scribble to know what to cut out.",
             code="prompt_required",
         )
 
@@ -227,7 +227,28 @@ def matte(
     # A downscaled working copy is the area-filtered photo the guided upsampling would compute again.
     guide = work.astype(np.float32) / 255.0 if scale < 1.0 else None
     alpha = photo_matte(alpha_work.astype(np.float32), image, params.refinement, guide)
+    if previous is None and params.box_core is not None and rects:
+        _fill_emptied_boxes(alpha, prompts, params.box_core)
     return ClassicalResult(alpha, models)
+
+
+def _fill_emptied_boxes(alpha: np.ndarray, prompts: Sequence[Prompt], core: float) -> None:
+    """Round 1's rule that a box never comes back empty, at the photo's resolution: a box of a
+    few photo pixels is enlarged for GrabCut, and what GrabCut kept in it (above
+    ``EMPTY_BOX_FRACTION`` of the work pixels) can fall below 0.5 everywhere when taken back
+    down to the photo. Such a box's central ellipse (``core`` of its sides) becomes foreground,
+    less its background marks. ``alpha`` (H, W) float32 is updated in place."""
+    h, w = alpha.shape
+    emptied = [
+        (x0, y0, x1, y1)
+        for x0, y0, x1, y1 in _box_rects(boxes(prompts), h, w, 1.0)
+        if x1 > x0 and y1 > y0 and alpha[y0:y1, x0:x1].max() < 0.5
+    ]
+    if not emptied:
+        return
+    _, background = draw_marks(prompts, h, w, scale=1.0, click_radius=1)
+    filled = _box_cores((h, w), emptied, core) & (_box_mask(emptied, h, w) > 0) & (background == 0)
+    alpha[filled] = 1.0
 
 
 def _settled(kept: np.ndarray, marked: np.ndarray, reach: int) -> np.ndarray:
@@ -370,6 +391,12 @@ def _grabcut(
         gc[previous] = cv2.GC_PR_FGD
     elif box_mask is not None:
         gc[box_mask > 0] = cv2.GC_PR_FGD
+    elif not fg_seed.any():
+        # Only background marks: the object is whatever in the photo is unlike them and the
+        # colour-coherent regions they lie in.
+        gc[:] = cv2.GC_PR_FGD
+        gc[_frame(h, w)] = cv2.GC_PR_BGD
+        gc[_flood_regions(work, bg_seed, np.ones((h, w), bool))] = cv2.GC_BGD
     else:
         grow = max(3, round(params.grow_fraction * max(h, w)))
         if params.grow_spread is not None and marked is not None:
@@ -396,10 +423,7 @@ def _grabcut(
         return np.zeros((h, w), np.uint8), None
     if not np.isin(gc, (cv2.GC_BGD, cv2.GC_PR_BGD)).any():
         # GrabCut needs background samples; a frame-filling box leaves none.
-        border = np.zeros((h, w), bool)
-        border[[0, -1], :] = True
-        border[:, [0, -1]] = True
-        gc[border & (gc != cv2.GC_FGD)] = cv2.GC_PR_BGD
+        gc[_frame(h, w) & (gc != cv2.GC_FGD)] = cv2.GC_PR_BGD
     bgr = cv2.cvtColor(work, cv2.COLOR_RGB2BGR)
     both_labels = (
         np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)).any() and np.isin(gc, (cv2.GC_BGD, cv2.GC_PR_BGD)).any()
@@ -441,6 +465,14 @@ def _grabcut(
         if kept.any():  # foreground marks are hard foreground, so this holds unless there are none
             mask = kept.astype(np.uint8)
     return mask, ColourModels(background=bgd_model, foreground=fgd_model)
+
+
+def _frame(h: int, w: int) -> np.ndarray:
+    """bool (h, w): the outermost row and column on each side."""
+    frame = np.zeros((h, w), bool)
+    frame[[0, -1], :] = True
+    frame[:, [0, -1]] = True
+    return frame
 
 
 def _coarse_cut(bgr: np.ndarray, gc: np.ndarray, side: int, iterations: int) -> tuple[np.ndarray, np.ndarray]:

@@ -14,9 +14,9 @@ import redis
 from service.process import ServerProcess, start_server
 from service.store import keys
 from tests.conftest import ALICE, BOB, MAX_UPLOAD_BYTES, server_env
-from tests.service.test_sessions_http import BOX, create_session, run_round
+from tests.service.test_sessions_http import BOX, create_session, fetch_alpha, run_round
 from tests.support.bombs import png_bomb
-from tests.support.images import decode_png, encode, two_objects
+from tests.support.images import decode_png, encode, iou, two_objects
 
 IMAGE, _, _ = two_objects()
 PNG = encode(IMAGE)
@@ -369,10 +369,21 @@ def test_bad_input_is_refused_clearly(case: Case, keep_alive: httpx.Client, live
         assert local_port(follow_up) == local_port(response), "the server closed the connection"
 
 
-def test_background_click_alone_in_round_one_asks_for_a_foreground_mark(api_server: ServerProcess) -> None:
-    sid = create_session(api_server, IMAGE, ALICE, model="classical")["session_id"]
+@pytest.mark.parametrize("model", ["classical", "auto"])
+def test_a_background_click_alone_in_round_one_cuts_out_what_is_unlike_the_background(
+    api_server: ServerProcess, model: str
+) -> None:
+    """A valid prompt always gets a matte: a first round of only a background click (which
+    ``auto`` sends to the classical engine) is the photo less what is like the clicked
+    background, not a 400 asking for a foreground mark (an earlier release's answer)."""
+    _, target, distractor = two_objects()
+    sid = create_session(api_server, IMAGE, ALICE, model=model)["session_id"]
     response = run_round(api_server, sid, [click(20, 20, "bg")], ALICE)
-    assert response.status_code == 400 and response.json()["error"]["code"] == "prompt_required"
+    assert response.status_code == 200, response.text
+    alpha = fetch_alpha(api_server, sid, 1, ALICE)
+    assert alpha[20, 20] == 0.0
+    objects = (target > 0.5) | distractor
+    assert iou(alpha, objects) > 0.8
 
 
 def test_server_is_healthy_and_nothing_was_lost_after_the_bad_inputs(
