@@ -12,8 +12,10 @@ Weight-free baseline and fallback. One call computes the matte for all marks so 
    frame: what is unlike them). A later round resumes from the previous round's colour
    models (``ColourModels``, kept in the session's state) with ``LATER_ROUND_ITERATIONS``
    iteration(s) instead of fitting them afresh over five: the new marks change the hard
-   constraints, the graph cut re-segments, and a round costs a fraction of the first. Every
-   mark of every round
+   constraints, the graph cut re-segments, and a round costs a fraction of the first. That
+   iteration runs on the bounding box of what may be foreground (the previous mask, the marks,
+   the boxes) grown by ``later_margin`` of the long side (``_later_region``), not on the
+   whole working image. Every mark of every round
    is a hard constraint; outside all boxes is background. A background mark placed on a
    region of the previous matte also removes the colour-coherent part of that region
    around it (flood fill within the previous matte), so one background click drops a
@@ -142,6 +144,10 @@ class ClassicalParams:
     # Without a box, round 1 fits GrabCut at this long side first (None: all at the working size).
     coarse_side: int | None = 320
     coarse_iterations: int = 4  # of GRABCUT_ITERATIONS, the ones run at coarse_side
+    # A later round's GrabCut runs on the bounding box of what can be foreground (the previous
+    # mask, the foreground marks, the boxes, the new background marks) grown by this fraction of
+    # the long side; None: on the whole working image.
+    later_margin: float | None = 0.1
 
 
 def matte(
@@ -432,7 +438,15 @@ def _grabcut(
     start = gc.copy() if guarded and previous is None else None  # for the retry of an emptied box
     if resume is not None and both_labels:
         bgd_model, fgd_model = resume.background.copy(), resume.foreground.copy()
-        cv2.grabCut(bgr, gc, None, bgd_model, fgd_model, LATER_ROUND_ITERATIONS, cv2.GC_EVAL)
+        region = _later_region(gc, new_bg, rects, params.later_margin)
+        if region is None:
+            cv2.grabCut(bgr, gc, None, bgd_model, fgd_model, LATER_ROUND_ITERATIONS, cv2.GC_EVAL)
+        else:
+            y0, y1, x0, x1 = region
+            part = gc[y0:y1, x0:x1].copy()
+            crop = np.ascontiguousarray(bgr[y0:y1, x0:x1])
+            cv2.grabCut(crop, part, None, bgd_model, fgd_model, LATER_ROUND_ITERATIONS, cv2.GC_EVAL)
+            gc[y0:y1, x0:x1] = part
     elif (
         box_mask is None
         and previous is None
@@ -473,6 +487,34 @@ def _frame(h: int, w: int) -> np.ndarray:
     frame[[0, -1], :] = True
     frame[:, [0, -1]] = True
     return frame
+
+
+def _later_region(
+    gc: np.ndarray,
+    new_bg: np.ndarray,
+    rects: Sequence[tuple[int, int, int, int]],
+    margin: float | None,
+) -> tuple[int, int, int, int] | None:
+    """Where a resumed round's graph cut can change the mask: the bounding box ``(y0, y1, x0,
+    x1)`` of GrabCut's labels ``gc`` (h, w) that may be foreground, the round's background marks
+    ``new_bg`` and the boxes ``rects``, grown by ``margin`` of the long side and clipped; None when
+    that is most of the image (or ``margin`` is None) or the region lacks either label."""
+    if margin is None:
+        return None
+    h, w = gc.shape
+    inside = np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)) | (new_bg > 0)
+    for x0, y0, x1, y1 in rects:
+        inside[y0:y1, x0:x1] = True
+    x, y, width, height = cv2.boundingRect(inside.astype(np.uint8))
+    grow = round(margin * max(h, w))
+    y0, y1 = max(0, y - grow), min(h, y + height + grow)
+    x0, x1 = max(0, x - grow), min(w, x + width + grow)
+    if (y1 - y0) * (x1 - x0) > 0.8 * h * w:
+        return None
+    part = gc[y0:y1, x0:x1]
+    if not np.isin(part, (cv2.GC_BGD, cv2.GC_PR_BGD)).any() or min(y1 - y0, x1 - x0) < MIN_GRABCUT_SIDE:
+        return None
+    return y0, y1, x0, x1
 
 
 def _coarse_cut(bgr: np.ndarray, gc: np.ndarray, side: int, iterations: int) -> tuple[np.ndarray, np.ndarray]:
