@@ -8,6 +8,7 @@ and commits the result. Data flows one way: routes -> this module -> pipelines -
 from __future__ import annotations
 
 import base64
+import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -26,7 +27,7 @@ from service.cutout import cutout_rgba
 from service.errors import Conflict, ModelNotReady, NotFound, StoreUnavailable, TooLarge
 from service.imaging import alpha_to_u8, decode_alpha_png, decode_image, encode_png, peek_pixels
 from service.metrics import Metrics
-from service.pipelines import FeatureCache, PipelineRegistry, RoundInput, Timer
+from service.pipelines import FeatureCache, PipelineRegistry, RoundInput, Timer, not_ready_error
 from service.pixel_budget import PixelBudget
 from service.prompts import compact_marks, mark_points, validate_prompts
 from service.rate_limit import RateLimiter
@@ -206,8 +207,16 @@ class MattingService:
         prepare_for = model if model != "auto" else self.registry.routes.get("click", "classical")
         pipeline = self.registry.pipelines.get(prepare_for)
         if pipeline is not None and (model != "auto" or pipeline.trained):
-            with timer.stage("features"):
-                timer.ms.update(await pipeline.prepare(image, self._features(meta.session_id)))
+            try:
+                with timer.stage("features"):
+                    timer.ms.update(await pipeline.prepare(image, self._features(meta.session_id)))
+            except BaseException:
+                # The client gets an error and no session id: keep nothing of it (a retry would
+                # otherwise store the upload again each time).
+                self.cache.drop(meta.session_id)
+                with contextlib.suppress(Exception):
+                    await self.store.delete(meta.session_id)
+                raise
         return SessionCreated(
             session_id=meta.session_id,
             width=width,
@@ -392,10 +401,12 @@ class MattingService:
 
     async def _instances(self, data: bytes, min_score: float | None) -> InstancesResponse:
         matting = self.registry.instances
-        if matting is None or not await matting.ready():
+        if matting is None:
             raise ModelNotReady(
                 "Instance matting is not available: its networks are not loaded on this server."
             )
+        if not await matting.ready():
+            raise await not_ready_error(matting)
         timer = Timer()
         with timer.stage("decode"):
             image = await self._decode(data)

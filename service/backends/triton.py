@@ -67,6 +67,10 @@ _MODEL_NOT_READY_TEXT = ("unknown model", "unavailable model", "no available ver
 CONFIG_RECHECK_S = 10.0
 RETRY_DELAY_S = 0.05
 _PROBE_TIMEOUT_S = 5.0
+# After a readiness probe found the server away, the probes of this long answer that at once:
+# a status page probes every network one after another, and a paused server made each wait its
+# full timeout (/v1/models took 75 s). Inference calls always try the server.
+UNREACHABLE_MEMORY_S = 2.0
 
 
 def grpc_channel_args(max_reconnect_backoff_ms: int = 1000) -> list[tuple[str, int]]:
@@ -131,7 +135,9 @@ class TritonBackend(InferenceBackend):
         super().__init__(networks)
         self.url = url
         self.timeout_s = timeout_s
+        self.probe_timeout_s = min(_PROBE_TIMEOUT_S, timeout_s)
         self.client: grpcclient.InferenceServerClient | None = None
+        self._unreachable: tuple[float, BackendUnavailable] | None = None  # when, and what the probe said
         self._checks: dict[str, _ConfigCheck] = {}
         self._check_locks: dict[str, asyncio.Lock] = {}
         self._logged_problems: dict[str, str | None] = {}
@@ -167,7 +173,16 @@ class TritonBackend(InferenceBackend):
         error = _translate(model, exc, probe=probe)
         if isinstance(error, BackendUnavailable):
             self._checks.clear()
+            if probe:
+                self._unreachable = (time.monotonic(), error)
         return error
+
+    def _recently_unreachable(self) -> BackendUnavailable | None:
+        """What a readiness probe said less than ``UNREACHABLE_MEMORY_S`` ago when it found the
+        server away, else None."""
+        if self._unreachable is not None and time.monotonic() - self._unreachable[0] < UNREACHABLE_MEMORY_S:
+            return self._unreachable[1]
+        return None
 
     async def _config_problem(self, model: str, *, probe: bool = False) -> str | None:
         """Why Triton's configuration of ``model`` does not fit the io spec (None if it fits),
@@ -182,7 +197,7 @@ class TritonBackend(InferenceBackend):
             if check is not None and time.monotonic() - check.checked_at < CONFIG_RECHECK_S:
                 return check.problem
             try:
-                response = await self._client().get_model_config(model, client_timeout=_PROBE_TIMEOUT_S)
+                response = await self._client().get_model_config(model, client_timeout=self.probe_timeout_s)
             except InferenceServerException as exc:
                 raise self._error(model, exc, probe=probe) from exc
             problems = config_mismatches(self.networks[model].io, response.config)
@@ -261,11 +276,13 @@ class TritonBackend(InferenceBackend):
     async def unready_error(self, model: str) -> ApiError | None:
         if model not in self.networks:
             return ModelNotReady(f"Model {model!r} is not in the model repository.")
+        if (away := self._recently_unreachable()) is not None:
+            return away
         try:
             problem = await self._config_problem(model, probe=True)
             if problem is not None:
                 return _mismatch_error(model, problem)
-            if not await self._client().is_model_ready(model, client_timeout=_PROBE_TIMEOUT_S):
+            if not await self._client().is_model_ready(model, client_timeout=self.probe_timeout_s):
                 return ModelNotReady(
                     f"Network {model!r} is not ready on the Triton server; try again shortly."
                 )
@@ -280,9 +297,13 @@ class TritonBackend(InferenceBackend):
         ``triton:<network>`` entry per network: ``ok``, ``not ready`` or ``config mismatch: ...``.
         Addresses and Triton's messages go to the log only (/readyz is public)."""
         try:
-            live = await self._client().is_server_ready(client_timeout=_PROBE_TIMEOUT_S)
+            if (away := self._recently_unreachable()) is not None:
+                raise away
+            live = await self._client().is_server_ready(client_timeout=self.probe_timeout_s)
         except (InferenceServerException, BackendUnavailable) as exc:
             self._checks.clear()
+            if isinstance(exc, InferenceServerException):
+                self._error("triton", exc, probe=True)  # remembered when the server is away
             self._log_health("unavailable", _message(exc))
             return {"triton": "unavailable"}
         state = "ok" if live else "not ready"

@@ -16,7 +16,15 @@ if TYPE_CHECKING:
     from service.backends import InferenceBackend
     from service.pipelines.instances import InstanceMatting
 
-__all__ = ["FeatureCache", "Pipeline", "PipelineRegistry", "RoundInput", "RoundOutput", "Timer"]
+__all__ = [
+    "FeatureCache",
+    "Pipeline",
+    "PipelineRegistry",
+    "RoundInput",
+    "RoundOutput",
+    "Timer",
+    "not_ready_error",
+]
 log = logging.getLogger(__name__)
 
 
@@ -84,7 +92,7 @@ class PipelineRegistry:
                 return pipeline
             unready.append(pipeline)
         if unready:
-            raise await _not_ready_error(unready[0])
+            raise await not_ready_error(unready[0])
         if not kinds:
             raise UnsupportedPrompt(
                 "No trained model can matte without prompts here; give a box, clicks or scribbles.",
@@ -116,9 +124,10 @@ class PipelineRegistry:
         return table
 
 
-async def _not_ready_error(pipeline: Pipeline) -> ApiError:
-    """The 503 to answer when ``pipeline`` should run but is not ready: its backend's error
-    for the first network that cannot run."""
+async def not_ready_error(pipeline: Pipeline | InstanceMatting) -> ApiError:
+    """The 503 to answer when ``pipeline`` (or the instance matting) should run but is not
+    ready: its backend's error for the first network that cannot run (``backend_unavailable``
+    when the server is away, ``model_not_ready`` while it loads)."""
     backend = getattr(pipeline, "backend", None)
     for network in getattr(pipeline, "networks", ()):
         error = await backend.unready_error(network) if backend is not None else None

@@ -14,6 +14,7 @@ import anyio
 import httpx
 import numpy as np
 import pytest
+import redis
 
 from models.io_spec import example_inputs
 from service.backends.base import read_networks
@@ -21,10 +22,11 @@ from service.backends.local import LocalBackend
 from service.backends.triton import TritonBackend
 from service.config import REPO_ROOT
 from service.process import ServerProcess
+from service.store import keys
 from service.triton_local import TritonLocalServer
 from tests.conftest import ALICE
 from tests.service.test_sessions_http import BOX, create_session, fetch_alpha, run_round
-from tests.support.images import two_objects
+from tests.support.images import encode, two_objects
 from tests.support.triton import api_on_triton, serve_repository
 from tests.support.waiting import wait_until
 
@@ -115,7 +117,7 @@ def test_concurrent_requests_are_batched_by_triton(
 
 
 def test_triton_outage_gives_503_and_the_session_continues(
-    triton_api: ServerProcess, triton_models: TritonLocalServer
+    triton_api: ServerProcess, triton_models: TritonLocalServer, redis_client: redis.Redis
 ) -> None:
     image, _, distractor = two_objects()
     sid = create_session(triton_api, image, ALICE, model="dfimat")["session_id"]
@@ -131,6 +133,29 @@ def test_triton_outage_gives_503_and_the_session_continues(
         assert httpx.get(f"{triton_api.url}/readyz").status_code == 503
         info = httpx.get(f"{triton_api.url}/v1/sessions/{sid}", headers=ALICE).json()
         assert len(info["rounds"]) == 1, "the failed round was not applied"
+        # A session that could not be created (its features need Triton) leaves nothing in Redis.
+        odd_size = two_objects(97, 131)[0]
+        created = httpx.post(
+            f"{triton_api.url}/v1/sessions",
+            files={"image": ("photo.png", encode(odd_size), "image/png")},
+            data={"model": "dfimat"},
+            headers=ALICE,
+            timeout=60,
+        )
+        assert created.status_code == 503 and created.json()["error"]["code"] == "backend_unavailable"
+        assert not [
+            sid
+            for sid in redis_client.zrange(keys.SESSIONS_INDEX, 0, -1)
+            if redis_client.hmget(keys.meta(sid.decode()), "width", "height") == [b"131", b"97"]
+        ], "the failed creation kept its session"
+        # /v1/instances says the server is away, as rounds do (it said model_not_ready).
+        instances = httpx.post(
+            f"{triton_api.url}/v1/instances",
+            files={"image": ("photo.png", encode(image), "image/png")},
+            headers=ALICE,
+            timeout=60,
+        )
+        assert instances.status_code == 503 and instances.json()["error"]["code"] == "backend_unavailable"
     finally:
         triton_models.start()
     assert wait_until(lambda: httpx.get(f"{triton_api.url}/readyz").status_code == 200, 60)
