@@ -454,7 +454,7 @@ class MattingService:
                 ),
                 limiter=self.limiter,
             )
-        await self.store.put_cutout(sid, n, data)
+        await self.store.put_cutout(sid, n, data, alpha_data)
         return data
 
     async def matte_once(

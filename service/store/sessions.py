@@ -24,6 +24,7 @@ message names no host or port (that goes to the log).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import secrets
@@ -120,6 +121,19 @@ redis.call('DEL', KEYS[1], KEYS[3])
 return existed
 """
 
+# KEYS: meta, alpha key, cutout key, key set; ARGV: cut-out, ttl ms, SHA-1 of the alpha PNG it was
+# made from. Stores the cut-out only while that round's alpha is still the one it was made from: an
+# undo (and a new round of the same number) between reading the alpha and storing the cut-out
+# would otherwise leave the undone round's cut-out under the new round's number.
+_PUT_CUTOUT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local alpha = redis.call('GET', KEYS[2])
+if not alpha or redis.sha1hex(alpha) ~= ARGV[3] then return 0 end
+redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[4], KEYS[3])
+return 1
+"""
+
 # KEYS: meta, value key, key set; ARGV: value, ttl ms. Stores a value only while the session lives.
 _PUT_IF_ALIVE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -208,6 +222,7 @@ class SessionStore:
         self._undo = client.register_script(_UNDO)
         self._delete = client.register_script(_DELETE)
         self._put_if_alive = client.register_script(_PUT_IF_ALIVE)
+        self._put_cutout = client.register_script(_PUT_CUTOUT)
 
     @property
     def _ttl_ms(self) -> int:
@@ -400,8 +415,15 @@ class SessionStore:
         return await self.client.get(keys.cutout(sid, n))
 
     @_guard
-    async def put_cutout(self, sid: str, n: int, data: bytes) -> bool:
-        return await self._put(sid, keys.cutout(sid, n), data)
+    async def put_cutout(self, sid: str, n: int, data: bytes, alpha_png: bytes) -> bool:
+        """Keep round ``n``'s cut-out ``data``, made from ``alpha_png``, if that is still round
+        ``n``'s alpha (not undone, not replaced by a new round ``n``); True if stored."""
+        return bool(
+            await self._put_cutout(
+                keys=[keys.meta(sid), keys.alpha(sid, n), keys.cutout(sid, n), keys.key_set(sid)],
+                args=[data, self._ttl_ms, hashlib.sha1(alpha_png).hexdigest()],
+            )
+        )
 
     @asynccontextmanager
     async def lock(self, sid: str, *, wait_s: float) -> AsyncIterator[None]:

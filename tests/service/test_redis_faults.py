@@ -239,3 +239,39 @@ async def test_an_undo_resent_to_a_paused_redis_drops_one_round(private_redis: R
     assert await store.undo(sid) == 1  # a new undo still drops one
     checker.close()
     await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_cutout_made_from_an_undone_round_is_not_kept_for_the_new_one(
+    private_redis: RedisProcess,
+) -> None:
+    """A cut-out is computed from round n's alpha outside the round lock (seconds at 12 MP). An
+    undo and a new round n in that time made the store keep the undone round's cut-out under
+    the new round's number for the session's life (found by a load probe, two replicas). The
+    store now keeps a cut-out only while round n's alpha is the one it was made from."""
+    import redis.asyncio as aioredis
+
+    from service.store import SessionStore
+
+    client = aioredis.from_url(private_redis.url)
+    store = SessionStore(client, ttl_s=600, lock_lease_s=3)
+    sid = (await store.create(user="alice", image=b"png", width=4, height=4, model="classical")).session_id
+    for n, alpha in enumerate((b"alpha-1", b"alpha-2")):
+        await store.commit_round(
+            sid, expected_rounds=n, record=_record(f"r-{n}"), alpha_png=alpha, state=None
+        )
+
+    read = await store.alpha(sid, 2)  # a cut-out request reads round 2 and starts computing
+    assert await store.undo(sid) == 1
+    await store.commit_round(
+        sid, expected_rounds=1, record=_record("r-new"), alpha_png=b"alpha-2b", state=None
+    )
+    assert not await store.put_cutout(sid, 2, b"cutout of the undone round", read)
+    assert await store.cutout(sid, 2) is None
+    assert await store.put_cutout(sid, 2, b"cutout of round 2", await store.alpha(sid, 2))
+    assert await store.cutout(sid, 2) == b"cutout of round 2"
+    # ...and one made before the undo that lands after it is not kept either.
+    assert await store.undo(sid) == 1
+    assert not await store.put_cutout(sid, 2, b"late", b"alpha-2b")
+    assert await store.cutout(sid, 2) is None
+    await client.aclose()
