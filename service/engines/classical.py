@@ -148,9 +148,6 @@ class ClassicalParams:
     # mask, the foreground marks, the boxes, the new background marks) grown by this fraction of
     # the long side; None: on the whole working image.
     later_margin: float | None = 0.1
-    # With no background label at all (a frame-filling box), the band of this fraction of the long
-    # side along the frame starts as probable background (None: its outermost pixels only).
-    frame_band: float | None = 0.15
 
 
 def matte(
@@ -432,9 +429,7 @@ def _grabcut(
         return np.zeros((h, w), np.uint8), None
     if not np.isin(gc, (cv2.GC_BGD, cv2.GC_PR_BGD)).any():
         # GrabCut needs background samples; a frame-filling box leaves none.
-        width = 1 if params.frame_band is None else max(1, round(params.frame_band * max(h, w)))
-        width = min(width, max(1, min(h, w) // 4))  # a strip keeps an inside
-        gc[_frame(h, w, width) & (gc != cv2.GC_FGD)] = cv2.GC_PR_BGD
+        gc[_frame(h, w) & (gc != cv2.GC_FGD)] = cv2.GC_PR_BGD
     bgr = cv2.cvtColor(work, cv2.COLOR_RGB2BGR)
     both_labels = (
         np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)).any() and np.isin(gc, (cv2.GC_BGD, cv2.GC_PR_BGD)).any()
@@ -486,10 +481,11 @@ def _grabcut(
     return mask, ColourModels(background=bgd_model, foreground=fgd_model)
 
 
-def _frame(h: int, w: int, width: int = 1) -> np.ndarray:
-    """bool (h, w): the outermost ``width`` rows and columns on each side."""
-    frame = np.ones((h, w), bool)
-    frame[width : h - width, width : w - width] = False
+def _frame(h: int, w: int) -> np.ndarray:
+    """bool (h, w): the outermost row and column on each side."""
+    frame = np.zeros((h, w), bool)
+    frame[[0, -1], :] = True
+    frame[:, [0, -1]] = True
     return frame
 
 
