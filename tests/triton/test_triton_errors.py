@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -349,36 +351,35 @@ def test_the_queue_is_bounded_and_an_unavailable_call_is_retried_once(
 
 @pytest.mark.anyio
 async def test_probes_of_a_server_found_away_answer_at_once_for_a_moment(
-    monkeypatch: pytest.MonkeyPatch,
+    mismatched_triton: TritonLocalServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A status page probes every network one after another; against a paused server each
     probe waited its full timeout (/v1/models took 75 s, found by a probe of the Triton path).
     Now, once a readiness probe finds the server away, the probes of the next
     ``UNREACHABLE_MEMORY_S`` answer ``backend_unavailable`` without calling it, and the probes'
-    deadline is never above the calls' (``MATTESERVE_TRITON_TIMEOUT_S``). The server here is a
-    socket that accepts and never answers, as a paused process does; the spy counts the
-    client's real probe calls."""
-    import socket
-
+    deadline is never above the calls' (``MATTESERVE_TRITON_TIMEOUT_S``). The server is a real
+    Triton paused with SIGSTOP; the spies count the real client's probe calls and call through.
+    The memory is set long, then to zero, so that no step depends on how fast the machine is."""
     import service.backends.triton as triton
 
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(16)
-    backend = TritonBackend(f"127.0.0.1:{silent.getsockname()[1]}", read_networks(REPOSITORY), timeout_s=0.5)
+    if not mismatched_triton.is_running():  # the test above leaves it stopped
+        mismatched_triton.start()
+    backend = TritonBackend(mismatched_triton.grpc_url, read_networks(REPOSITORY), timeout_s=0.5)
     assert backend.probe_timeout_s == 0.5
-    await backend.start()  # logs that the configurations could not be checked; not fatal
-    calls: list[str] = []
-    client = backend._client()
-    for name in ("get_model_config", "is_model_ready", "is_server_ready"):
-        real = getattr(client, name)
-
-        def counted(*args, _real=real, _name=name, **kwargs):
-            calls.append(_name)
-            return _real(*args, **kwargs)
-
-        monkeypatch.setattr(client, name, counted)
+    assert mismatched_triton.pid is not None
+    os.kill(mismatched_triton.pid, signal.SIGSTOP)
     try:
+        await backend.start()  # logs that the configurations could not be checked; not fatal
+        calls: list[str] = []
+        client = backend._client()
+        for name in ("get_model_config", "is_model_ready", "is_server_ready"):
+            real = getattr(client, name)
+
+            def counted(*args, _real=real, _name=name, **kwargs):
+                calls.append(_name)
+                return _real(*args, **kwargs)
+
+            monkeypatch.setattr(client, name, counted)
         monkeypatch.setattr(triton, "UNREACHABLE_MEMORY_S", 3600.0)
         errors = [await backend.unready_error(name) for name in backend.networks]
         assert all(isinstance(e, BackendUnavailable) for e in errors), errors
@@ -390,5 +391,5 @@ async def test_probes_of_a_server_found_away_answer_at_once_for_a_moment(
         assert isinstance(await backend.unready_error(first), BackendUnavailable)
         assert calls == ["get_model_config"], "the memory has passed: the server is asked again"
     finally:
+        os.kill(mismatched_triton.pid, signal.SIGCONT)
         await backend.close()
-        silent.close()
