@@ -81,6 +81,7 @@ GRABCUT_SEED = 12345
 FLOOD_TOLERANCE = 24  # per-channel colour difference (0-255) for the region a background mark removes
 CF_MARGIN = 2  # pixels around the unknown band that closed-form matting's 3x3 windows reach
 EMPTY_BOX_FRACTION = 0.01  # GrabCut's mask covering less of a box than this left the box empty
+LATER_REGION_MAX_SHARE = 0.8  # a later round's region larger than this share of the image: cut it all
 SETTLED_REACH = 3  # band half-widths around a flipped pixel or new mark that a corrective round re-solves
 
 
@@ -438,15 +439,11 @@ def _grabcut(
     start = gc.copy() if guarded and previous is None else None  # for the retry of an emptied box
     if resume is not None and both_labels:
         bgd_model, fgd_model = resume.background.copy(), resume.foreground.copy()
-        region = _later_region(gc, new_bg, rects, params.later_margin)
-        if region is None:
-            cv2.grabCut(bgr, gc, None, bgd_model, fgd_model, LATER_ROUND_ITERATIONS, cv2.GC_EVAL)
-        else:
-            y0, y1, x0, x1 = region
-            part = gc[y0:y1, x0:x1].copy()
-            crop = np.ascontiguousarray(bgr[y0:y1, x0:x1])
-            cv2.grabCut(crop, part, None, bgd_model, fgd_model, LATER_ROUND_ITERATIONS, cv2.GC_EVAL)
-            gc[y0:y1, x0:x1] = part
+        y0, y1, x0, x1 = _later_region(gc, new_bg, rects, params.later_margin) or (0, h, 0, w)
+        part = np.ascontiguousarray(gc[y0:y1, x0:x1])  # gc itself when the region is the image
+        crop = np.ascontiguousarray(bgr[y0:y1, x0:x1])
+        cv2.grabCut(crop, part, None, bgd_model, fgd_model, LATER_ROUND_ITERATIONS, cv2.GC_EVAL)
+        gc[y0:y1, x0:x1] = part
     elif (
         box_mask is None
         and previous is None
@@ -509,7 +506,7 @@ def _later_region(
     grow = round(margin * max(h, w))
     y0, y1 = max(0, y - grow), min(h, y + height + grow)
     x0, x1 = max(0, x - grow), min(w, x + width + grow)
-    if (y1 - y0) * (x1 - x0) > 0.8 * h * w:
+    if (y1 - y0) * (x1 - x0) > LATER_REGION_MAX_SHARE * h * w:
         return None
     part = gc[y0:y1, x0:x1]
     if not np.isin(part, (cv2.GC_BGD, cv2.GC_PR_BGD)).any() or min(y1 - y0, x1 - x0) < MIN_GRABCUT_SIDE:
