@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 MAX_SCRIBBLE_POINTS = 4096
 MAX_TEXT_CHARS = 300
 
 Label = Literal["fg", "bg"]
+# A JSON number (an integer is taken as a float); the string "5" or true is refused (422) rather
+# than coerced, as a client sending them has a bug to hear about.
+Coordinate = StrictFloat
 
 
 class _Prompt(BaseModel):
@@ -27,8 +30,8 @@ class ClickPrompt(_Prompt):
     """A single click: ``label`` says whether the pixel belongs to the target (fg) or not (bg)."""
 
     type: Literal["click"] = "click"
-    x: float
-    y: float
+    x: Coordinate
+    y: Coordinate
     label: Label = "fg"
 
 
@@ -36,19 +39,19 @@ class ScribblePrompt(_Prompt):
     """A polyline of ``points`` ([x, y] pairs) drawn with a brush of ``radius`` pixels."""
 
     type: Literal["scribble"] = "scribble"
-    points: list[tuple[float, float]] = Field(max_length=MAX_SCRIBBLE_POINTS)
+    points: list[tuple[Coordinate, Coordinate]] = Field(max_length=MAX_SCRIBBLE_POINTS)
     label: Label = "fg"
-    radius: float = 4.0
+    radius: Coordinate = 4.0
 
 
 class BoxPrompt(_Prompt):
     """An axis-aligned box around the target: (x0, y0) top-left, (x1, y1) bottom-right."""
 
     type: Literal["box"] = "box"
-    x0: float
-    y0: float
-    x1: float
-    y1: float
+    x0: Coordinate
+    y0: Coordinate
+    x1: Coordinate
+    y1: Coordinate
 
 
 class TextPrompt(_Prompt):

@@ -87,7 +87,7 @@ DEEP = "[" * 5000 + "]" * 5000
 NOISY_STROKE = np.random.default_rng(5).uniform(0, 350, (1000, 2)).round(1).tolist()
 
 
-def click(x: float, y: float, label: str = "fg") -> dict:
+def click(x: object, y: object, label: str = "fg") -> dict:
     return {"type": "click", "x": x, "y": y, "label": label}
 
 
@@ -170,6 +170,26 @@ CASES = [
     ),
     Case("click outside the image", round_json({"prompts": [click(481, 20)]}), 400, "prompt_out_of_range"),
     Case("negative coordinate", round_json({"prompts": [click(-1, 20)]}), 400, "prompt_out_of_range"),
+    Case("coordinate as a string", round_json({"prompts": [click("5", 20)]}), 422, "invalid_request"),
+    Case("coordinate as a boolean", round_json({"prompts": [click(True, 20)]}), 422, "invalid_request"),
+    Case(
+        "box corner as a string",
+        round_json({"prompts": [{"type": "box", "x0": "1", "y0": 1, "x1": 90, "y1": 90}]}),
+        422,
+        "invalid_request",
+    ),
+    Case(
+        "scribble point as strings",
+        round_json({"prompts": [{"type": "scribble", "points": [["3", "3"], [9, 9]]}]}),
+        422,
+        "invalid_request",
+    ),
+    Case(
+        "one-shot coordinate as a boolean",
+        one_shot('[{"type": "click", "x": true, "y": 3}]'),
+        422,
+        "invalid_request",
+    ),
     Case(
         "NaN coordinate",
         round_raw(b'{"prompts": [{"type": "click", "x": NaN, "y": 3}]}'),
