@@ -192,6 +192,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry = await build_registry(settings, limiter)
         app.state.service = MattingService(settings, store, registry, metrics, limiter)
         metrics.count_sessions_with(store.active_sessions)
+        budget = app.state.service.budget
+        metrics.read_pixels_with(lambda: (budget.used, budget.lent))
         try:
             yield
         finally:

@@ -5,6 +5,9 @@
   (``total`` is the whole round as the client sees it, minus network).
 - ``matteserve_active_sessions``: sessions alive in Redis (all replicas), read at scrape time.
 - ``matteserve_errors_total{code}``: error answers by error code.
+- ``matteserve_pixels_held``: photo pixels held from this replica's pixel budget
+  (``MATTESERVE_MAX_CONCURRENT_PIXELS``) now; ``matteserve_pixels_lent``: pixels given back by
+  rounds waiting on a network call (free for others meanwhile). Read at scrape time.
 """
 
 from __future__ import annotations
@@ -44,7 +47,18 @@ class Metrics:
         self.errors = Counter(
             "matteserve_errors_total", "Error answers by error code.", ["code"], registry=self.registry
         )
+        self.pixels_held = Gauge(
+            "matteserve_pixels_held",
+            "Photo pixels held from this replica's pixel budget now.",
+            registry=self.registry,
+        )
+        self.pixels_lent = Gauge(
+            "matteserve_pixels_lent",
+            "Held pixels given back for a wait on a network call (free for others meanwhile).",
+            registry=self.registry,
+        )
         self._count_sessions: Callable[[], Awaitable[int]] | None = None
+        self._read_pixels: Callable[[], tuple[int, int]] | None = None
 
     def observe_round(self, model: str, timings_ms: dict[str, float]) -> None:
         for stage, ms in timings_ms.items():
@@ -53,8 +67,16 @@ class Metrics:
     def count_sessions_with(self, counter: Callable[[], Awaitable[int]]) -> None:
         self._count_sessions = counter
 
+    def read_pixels_with(self, reader: Callable[[], tuple[int, int]]) -> None:
+        """``reader``: the pixel budget's (held, lent) now."""
+        self._read_pixels = reader
+
     async def render(self) -> bytes:
         """The exposition text; refreshes the session gauge from Redis first (best effort)."""
+        if self._read_pixels is not None:
+            held, lent = self._read_pixels()
+            self.pixels_held.set(held)
+            self.pixels_lent.set(lent)
         if self._count_sessions is not None:
             # A scrape must not fail because Redis is down.
             with contextlib.suppress(Exception):

@@ -12,6 +12,7 @@ import numpy as np
 from models.export import read_repo
 from models.io_spec import ModelIO, model_io
 from service.errors import ApiError, ModelNotReady
+from service.pixel_budget import lent_back
 
 # The licence of the weights this project trains and ships (the project's own, see pyproject.toml).
 OUR_WEIGHTS_LICENCE = (
@@ -72,14 +73,24 @@ class InferenceBackend(abc.ABC):
     def network(self, name: str) -> NetworkInfo | None:
         return self.networks.get(name)
 
-    @abc.abstractmethod
     async def infer(
         self, model: str, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None = None
     ) -> dict[str, np.ndarray]:
         """Run ``model`` on ``inputs`` (base name -> array [B, *dims] of the io-spec dtype);
         return base name -> array [B, *dims] for the ``outputs`` asked for (base names; None:
         all), so a backend transfers only what the caller uses. Raises ``BackendUnavailable``
-        when the backend cannot be reached and ``ModelNotReady`` when the model cannot run."""
+        when the backend cannot be reached and ``ModelNotReady`` when the model cannot run.
+
+        The caller's photo pixels go back to the pixel budget for the call: a network's memory
+        does not grow with the photo, and a stalled server must not queue every other request."""
+        async with lent_back():
+            return await self._infer(model, inputs, outputs)
+
+    @abc.abstractmethod
+    async def _infer(
+        self, model: str, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None
+    ) -> dict[str, np.ndarray]:
+        """:meth:`infer` itself, as each backend runs it."""
 
     @abc.abstractmethod
     async def ready(self, model: str) -> bool:

@@ -51,8 +51,8 @@ class LocalBackend(InferenceBackend):
     async def ready(self, model: str) -> bool:
         return model in self.modules
 
-    async def infer(
-        self, model: str, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None = None
+    async def _infer(
+        self, model: str, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None
     ) -> dict[str, np.ndarray]:
         module = self.modules.get(model)
         if module is None:

@@ -219,8 +219,8 @@ class TritonBackend(InferenceBackend):
     def _forget_config(self, model: str) -> None:
         self._checks.pop(model, None)
 
-    async def infer(
-        self, model: str, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None = None
+    async def _infer(
+        self, model: str, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None
     ) -> dict[str, np.ndarray]:
         info = self.networks.get(model)
         if info is None:

@@ -11,11 +11,14 @@ the API reads the real ``triton_repo/``: so ``semat`` must stay not ready, and i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import math
 import os
 import signal
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -31,9 +34,10 @@ from service.backends.base import read_networks
 from service.backends.triton import TritonBackend, _translate, config_mismatches
 from service.config import REPO_ROOT
 from service.errors import BackendFailed, BackendUnavailable, ModelNotReady
+from service.pixel_budget import WAIT_RESIDENT_SHARE
 from service.process import ServerProcess
 from service.triton_local import TritonLocalServer, read_model_config
-from tests.conftest import ALICE
+from tests.conftest import ALICE, BOB
 from tests.service.test_sessions_http import BOX, create_session, run_round
 from tests.support.images import encode, two_objects
 from tests.support.triton import api_on_triton, serve_repository
@@ -393,3 +397,53 @@ async def test_probes_of_a_server_found_away_answer_at_once_for_a_moment(
     finally:
         os.kill(mismatched_triton.pid, signal.SIGCONT)
         await backend.close()
+
+
+def _metric(api: ServerProcess, name: str) -> float:
+    for line in httpx.get(f"{api.url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} is not exported")
+
+
+def test_a_round_waiting_on_a_paused_triton_does_not_hold_the_pixel_budget(
+    redis_url: str, mismatched_triton: TritonLocalServer
+) -> None:
+    """The budget fits one photo and a waiting round's resident share, not two photos. A dfimat
+    round waits on a paused Triton (SIGSTOP: the call hangs until the 120 s deadline); meanwhile
+    another user's classical round must run, not queue behind it until
+    ``MATTESERVE_ROUND_WAIT_TIMEOUT_S`` and answer 503 (found by a probe of the Triton path).
+    Ordered by the exported gauges, never by sleeps."""
+    if not mismatched_triton.is_running():  # an earlier test leaves it stopped
+        mismatched_triton.start()
+    image, _, _ = two_objects()
+    pixels = image.shape[0] * image.shape[1]
+    resident = math.ceil(WAIT_RESIDENT_SHARE * pixels)
+    serve = contextlib.contextmanager(api_on_triton)
+    with (
+        serve(
+            redis_url,
+            mismatched_triton,
+            MATTESERVE_MAX_PIXELS=str(pixels),
+            MATTESERVE_MAX_CONCURRENT_PIXELS=str(pixels + resident),
+            MATTESERVE_ROUND_WAIT_TIMEOUT_S="20",
+        ) as api,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        learned = create_session(api, image, ALICE, model="dfimat")["session_id"]
+        classical = create_session(api, image, BOB, model="classical")["session_id"]
+        assert mismatched_triton.pid is not None
+        os.kill(mismatched_triton.pid, signal.SIGSTOP)
+        try:
+            waiting = pool.submit(run_round, api, learned, [BOX], ALICE)
+            assert wait_until(lambda: _metric(api, "matteserve_pixels_lent") == pixels - resident, 60)
+            response = run_round(api, classical, [BOX], BOB)
+            assert response.status_code == 200, response.text
+            assert not waiting.done(), "the learned round is still waiting on the paused server"
+            assert _metric(api, "matteserve_pixels_held") == resident
+        finally:
+            os.kill(mismatched_triton.pid, signal.SIGCONT)
+        response = waiting.result(timeout=120)
+        assert response.status_code == 200, response.text
+        assert response.json()["model"] == "dfimat"
+        assert (_metric(api, "matteserve_pixels_held"), _metric(api, "matteserve_pixels_lent")) == (0, 0)
