@@ -13,7 +13,7 @@ import warnings
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from service.errors import BadInput, NotAnImage, TooLarge
 
@@ -38,6 +38,8 @@ def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
             warnings.simplefilter("ignore")
             image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
+        if _has_accepted_signature(data):  # e.g. a PNG whose header chunk fails its CRC
+            raise BadInput("The image header is corrupt.", code="corrupt_image") from exc
         raise NotAnImage("The upload is not a PNG, JPEG or WebP image.") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise BadInput(f"The image header could not be read: {exc}.", code="corrupt_image") from exc
@@ -55,10 +57,43 @@ def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             image.load()
-            ImageOps.exif_transpose(image, in_place=True)
-            return _to_rgb8(image)
+            return _to_rgb8(_upright(image))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise BadInput(f"The image data is corrupt or truncated: {exc}.", code="corrupt_image") from exc
+
+
+def _has_accepted_signature(data: bytes) -> bool:
+    """Whether ``data`` starts as a PNG, JPEG or WebP file does."""
+    return (
+        data.startswith(b"\x89PNG\r\n\x1a\n")
+        or data.startswith(b"\xff\xd8\xff")
+        or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+    )
+
+
+# EXIF orientation -> the transpose that shows the photo upright (the EXIF specification's table).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """``image`` turned as its EXIF orientation says viewers show it. Not Pillow's
+    ``ImageOps.exif_transpose``: that writes the EXIF block back out and raises (AttributeError,
+    TypeError, struct.error) on a malformed tag elsewhere in it; a photo whose EXIF cannot be
+    read is decoded as stored, like viewers do."""
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except Exception:  # any malformed EXIF block: the pixels are still good
+        return image
+    method = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None
+    return image if method is None else image.transpose(method)
 
 
 def peek_pixels(data: bytes) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import resource
+import struct
 
 import numpy as np
 import pytest
@@ -38,6 +39,33 @@ def test_exif_orientation_is_applied() -> None:
     assert np.abs(decoded.astype(int) - upright.astype(int)).mean() < 6
 
 
+def _jpeg_with_raw_exif(image: np.ndarray, entries: list[tuple[int, int, int, bytes]]) -> bytes:
+    """A JPEG of ``image`` with an APP1 EXIF block of the given (tag, type, count, 4-byte value)
+    entries written byte by byte, so that they can break the specification."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=95)
+    jpeg = buffer.getvalue()
+    tiff = b"II*\x00" + struct.pack("<IH", 8, len(entries))
+    for tag, kind, count, value in entries:
+        tiff += struct.pack("<HHI", tag, kind, count) + value
+    tiff += struct.pack("<I", 0) + struct.pack("<II", 1, 1)
+    payload = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+
+
+def test_a_malformed_exif_tag_beside_the_orientation_still_decodes_upright() -> None:
+    """The Make tag stored as a RATIONAL (ASCII by the specification) beside orientation 6:
+    Pillow's exif_transpose re-serialised the block and raised AttributeError, a 500 on every
+    upload route (found by a probe of odd images)."""
+    data = _jpeg_with_raw_exif(
+        IMAGE,
+        [(0x010F, 5, 1, struct.pack("<I", 38)), (0x0112, 3, 1, struct.pack("<HH", 6, 0))],
+    )
+    decoded = decode_image(data, max_pixels=LIMIT)
+    assert decoded.shape == (80, 60, 3)
+    assert np.abs(decoded.astype(int) - np.rot90(IMAGE, k=-1).astype(int)).mean() < 6
+
+
 def test_gray_palette_rgba_and_sixteen_bit_inputs_become_rgb8() -> None:
     gray = IMAGE.mean(axis=2).astype(np.uint8)
     out = decode_image(encode(gray), max_pixels=LIMIT)
@@ -67,6 +95,11 @@ def test_refusals() -> None:
     data = encode(IMAGE)
     with pytest.raises(BadInput) as caught:
         decode_image(data[: len(data) // 2], max_pixels=LIMIT)
+    assert caught.value.code == "corrupt_image"
+    # A PNG whose header chunk fails its CRC is a corrupt PNG, not "not an image" (415).
+    bad_crc = data[:29] + bytes([data[29] ^ 0xFF]) + data[30:]
+    with pytest.raises(BadInput) as caught:
+        decode_image(bad_crc, max_pixels=LIMIT)
     assert caught.value.code == "corrupt_image"
     with pytest.raises(TooLarge):
         decode_image(encode(IMAGE), max_pixels=60 * 80 - 1)
