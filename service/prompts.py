@@ -7,6 +7,7 @@ need the image size, each answering 400 with the index of the offending prompt.
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Iterable, Sequence
 
 import cv2
@@ -46,10 +47,17 @@ def validate_prompts(prompts: Sequence[Prompt], width: int, height: int, *, max_
                     f"{where}: the box is inverted or empty; need x0 < x1 and y0 < y1 "
                     f"(got x0={prompt.x0:g}, x1={prompt.x1:g}, y0={prompt.y0:g}, y1={prompt.y1:g})."
                 )
-        elif isinstance(prompt, TextPrompt) and not prompt.text.strip():
+        elif isinstance(prompt, TextPrompt) and not _has_visible_characters(prompt.text):
             raise InvalidPrompt(f"{where}: the text is empty.")
 
 
+def _has_visible_characters(text: str) -> bool:
+    """Whether ``text`` holds anything but white space and invisible characters (zero-width
+    spaces and joiners, direction marks, control characters: Unicode categories Z*, Cf, Cc)."""
+    return any(unicodedata.category(c) not in INVISIBLE_CATEGORIES for c in text)
+
+
+INVISIBLE_CATEGORIES = ("Cf", "Cc", "Zs", "Zl", "Zp")  # format, control, separators (spaces)
 SIMPLIFY_TOLERANCE_PX = 0.5  # a scribble's stored polyline stays within this of the drawn one
 
 
@@ -110,16 +118,21 @@ def draw_marks(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw clicks and scribbles as foreground/background seed masks at ``scale`` times the
     original resolution, in prompt order (a later mark overrides an earlier one where they
-    overlap). Returns two uint8 masks of shape (height, width) with values 0/1."""
+    overlap). A mark on the photo's last row or column (or on its far edge, x = width) is drawn
+    on the last one: scaled and rounded it could land one past the end and draw nothing.
+    Returns two uint8 masks of shape (height, width) with values 0/1."""
     label_map = np.zeros((height, width), np.uint8)  # 0 none, 1 fg, 2 bg
+    last = np.array([width - 1, height - 1])
     for prompt in prompts:
         value = 1 if getattr(prompt, "label", "fg") == "fg" else 2
         if isinstance(prompt, ClickPrompt):
-            centre = (round(prompt.x * scale), round(prompt.y * scale))
-            cv2.circle(label_map, centre, click_radius, value, thickness=-1)
+            x, y = np.clip(np.round([prompt.x * scale, prompt.y * scale]), 0, last).astype(int)
+            cv2.circle(label_map, (int(x), int(y)), click_radius, value, thickness=-1)
         elif isinstance(prompt, ScribblePrompt):
             radius = max(1, round(prompt.radius * scale))
-            points = np.round(np.asarray(prompt.points, np.float64) * scale).astype(np.int32)
+            points = np.clip(np.round(np.asarray(prompt.points, np.float64) * scale), 0, last).astype(
+                np.int32
+            )
             if len(points) == 1:
                 cv2.circle(label_map, tuple(int(v) for v in points[0]), radius, value, thickness=-1)
             else:

@@ -165,8 +165,12 @@ def _geodesic(
     (inf elsewhere and where unreachable; with ``limit``, also wherever it exceeds ``limit``)."""
     sources = seeds & domain
     # Paths from inside a seed region leave it through its rim: starting from the rim alone gives
-    # the same distances outside the seeds (and keeps the start list short).
-    rim = sources & ~cv2.erode(sources.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    # the same distances outside the seeds (and keeps the start list short). The image's edge
+    # counts as rim, so that seeds covering the whole image still start somewhere.
+    interior = cv2.erode(
+        sources.astype(np.uint8), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0
+    )
+    rim = sources & ~interior.astype(bool)
     starts = np.argwhere(rim)
     out = np.full(domain.shape, np.inf)
     if len(starts) == 0:

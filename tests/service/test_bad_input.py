@@ -216,6 +216,12 @@ CASES = [
     ),
     Case("blank text", round_json({"prompts": [{"type": "text", "text": "   "}]}), 400, "invalid_prompt"),
     Case(
+        "text of zero-width spaces",
+        round_json({"prompts": [{"type": "text", "text": "\u200b\u200b\u200e"}]}),
+        400,
+        "invalid_prompt",
+    ),
+    Case(
         "text prompt to the classical engine",
         round_json({"prompts": [{"type": "text", "text": "the red disc"}], "model": "classical"}),
         400,
@@ -477,6 +483,16 @@ DEGENERATE = [
         np.random.default_rng(4).integers(0, 60, (480, 640, 3), dtype=np.uint8),
         [{"type": "box", "x0": 100, "y0": 100, "x1": 106, "y1": 112}],
     ),
+    (  # the background click covers the whole working image: its geodesic search had no start
+        "2x2 box and a background click",
+        np.full((2, 2, 3), (200, 30, 30), np.uint8),
+        [{"type": "box", "x0": 0, "y0": 0, "x1": 2, "y1": 2}, click(1, 1, "bg")],
+    ),
+    (
+        "1x5 box and a background click",
+        np.full((5, 1, 3), 90, np.uint8),
+        [{"type": "box", "x0": 0, "y0": 0, "x1": 0.5, "y1": 2.5}, click(0.5, 2.5, "bg")],
+    ),
 ]
 
 
@@ -496,6 +512,34 @@ def test_degenerate_images_and_prompts_still_get_a_matte_and_a_cutout(
     assert response.status_code == 200, (name, model, response.text)
     rgba = decode_png(response.content)
     assert rgba.shape == (*image.shape[:2], 4)
+
+
+@pytest.mark.parametrize("model", ["classical", "auto", "dfimat"])
+@pytest.mark.parametrize(("width", "height", "point"), [(2000, 1500, (1999, 1499)), (160, 120, (160, 120))])
+def test_a_scribble_on_the_photos_last_pixel_or_far_edge_is_honoured(
+    api_server: ServerProcess, model: str, width: int, height: int, point: tuple[int, int]
+) -> None:
+    """A one-point scribble on the last pixel of a 2000x1500 photo landed one past the end of the
+    classical engine's 640-px working image and drew nothing (400 prompt_required); one on the
+    far edge (x = width, which the validator accepts) was not honoured by the learned pipelines
+    (found by a probe of odd images)."""
+    ys, xs = np.mgrid[0:height, 0:width]
+    image = np.dstack([xs * 255 // width, ys * 255 // height, np.full_like(xs, 90)]).astype(np.uint8)
+    response = httpx.post(
+        f"{api_server.url}/v1/matte",
+        files={"image": ("a.png", encode(image), "image/png")},
+        data={
+            "model": model,
+            "prompts": json.dumps([{"type": "scribble", "points": [point], "label": "fg", "radius": 1}]),
+            "output": "alpha",
+        },
+        headers=ALICE,
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    alpha = decode_png(response.content)
+    assert alpha.shape == (height, width)
+    assert alpha[height - 1, width - 1] == 255
 
 
 def test_a_one_bit_png_is_matted(api_server: ServerProcess) -> None:
