@@ -43,10 +43,16 @@ def serve(
     import uvicorn
 
     from service.app import create_app
+    from service.pipelines.routing import load_routes
     from service.redis_runtime import redacted_url, resolve_redis
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = _settings(**overrides)
+    try:  # read again at start-up; checked here so that a typo ends the command, not the app
+        load_routes(settings.auto_routes, settings.model_repository / "auto_routes.json")
+    except ValueError as exc:
+        console.print(f"[red]Invalid configuration:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
     url, started = resolve_redis(settings.redis_url)
     if started is not None:
         console.print(f"[yellow]No Redis configured or reachable: started redis-server on {url}[/]")

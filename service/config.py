@@ -10,11 +10,14 @@ import ipaddress
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+MAX_SESSION_TTL_S = 30 * 24 * 3600  # Redis and the answers' expiry dates take far more; users need less
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 class Settings(BaseSettings):
@@ -23,15 +26,15 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MATTESERVE_", extra="ignore")
 
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(8000, ge=1, le=65535)
     redis_url: str | None = None
     backend: Literal["local", "triton"] = "local"
     triton_url: str = "127.0.0.1:8001"
-    triton_timeout_s: float = 30.0
+    triton_timeout_s: float = Field(30.0, gt=0, le=3600, allow_inf_nan=False)
     model_repository: Path = REPO_ROOT / "triton_repo"
     api_keys: str | None = None
     allow_anonymous: bool | None = None
-    session_ttl_s: int = Field(1800, ge=1)
+    session_ttl_s: int = Field(1800, ge=1, le=MAX_SESSION_TTL_S)
     max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=64 * 64)
     max_concurrent_pixels: int = Field(80_000_000, ge=64 * 64)
@@ -41,9 +44,10 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(600, ge=0)
     auth_failures_per_minute: int = Field(30, ge=0)
     ws_allowed_origins: str | None = None
-    redis_timeout_s: float = Field(2.0, gt=0)
-    round_lock_timeout_s: float = Field(15.0, gt=0)
-    round_wait_timeout_s: float = Field(30.0, gt=0)
+    redis_timeout_s: float = Field(2.0, gt=0, le=300, allow_inf_nan=False)
+    # The lock lease travels to Redis in whole milliseconds.
+    round_lock_timeout_s: float = Field(15.0, ge=0.01, le=3600, allow_inf_nan=False)
+    round_wait_timeout_s: float = Field(30.0, gt=0, le=3600, allow_inf_nan=False)
     inference_threads: int = Field(2, ge=1)
     classical_max_side: int = Field(640, ge=64)
     dfimat_refiner: Literal["mrn", "mgmatting"] = "mrn"
@@ -62,24 +66,41 @@ class Settings(BaseSettings):
     @classmethod
     def _keys_parse(cls, value: str | None) -> str | None:
         if value:
-            for pair in value.split(","):
-                key, sep, user = pair.strip().partition(":")
-                if not sep or not key or not user:
+            seen: set[str] = set()
+            for key, user in _key_pairs(value):
+                if not key or not user:
                     raise ValueError("MATTESERVE_API_KEYS must be comma-separated key:user pairs")
+                if key in seen:
+                    raise ValueError("MATTESERVE_API_KEYS gives one key to two users")
+                seen.add(key)
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and urlsplit(value).scheme not in REDIS_SCHEMES:
+            raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
     @cached_property
     def key_to_user(self) -> dict[str, str]:
-        """``MATTESERVE_API_KEYS`` as a key -> user id map."""
-        if not self.api_keys:
-            return {}
-        pairs = (pair.strip().partition(":") for pair in self.api_keys.split(","))
-        return {key: user for key, _, user in pairs}
+        """``MATTESERVE_API_KEYS`` as a key -> user id map (spaces around ``,`` and ``:`` dropped)."""
+        return dict(_key_pairs(self.api_keys)) if self.api_keys else {}
 
     @model_validator(mode="after")
     def _budget_holds_the_largest_image(self) -> Settings:
         if self.max_concurrent_pixels < self.max_pixels:
             raise ValueError("MATTESERVE_MAX_CONCURRENT_PIXELS must be at least MATTESERVE_MAX_PIXELS")
+        return self
+
+    @model_validator(mode="after")
+    def _repository_exists(self) -> Settings:
+        # The default may be absent (an installed package serves the classical engine only); a
+        # repository that was named must be there.
+        if "model_repository" in self.model_fields_set and not self.model_repository.is_dir():
+            raise ValueError(
+                f"MATTESERVE_MODEL_REPOSITORY: {str(self.model_repository)!r} is not a directory"
+            )
         return self
 
     @cached_property
@@ -117,6 +138,12 @@ def load_settings(**overrides: object) -> Settings:
                 message = f"{variable}: {message} (got {error['input']!r})"
             lines.append(message)
         raise InvalidSettings("\n".join(lines)) from None
+
+
+def _key_pairs(spec: str) -> list[tuple[str, str]]:
+    """``key:user,key:user`` -> [(key, user)], spaces around each part dropped ("" when absent)."""
+    pairs = (pair.partition(":") for pair in spec.split(","))
+    return [(key.strip(), user.strip() if sep else "") for key, sep, user in pairs]
 
 
 def _is_loopback(host: str) -> bool:

@@ -61,6 +61,65 @@ def test_a_wrong_setting_names_its_variable_and_value(monkeypatch: pytest.Monkey
     assert load_settings(max_pixels=1_000_000).max_pixels == 1_000_000
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SESSION_TTL_S", "99999999999999999999"),  # Redis refused the expiry: keys without TTL
+        ("SESSION_TTL_S", "1000000000000"),  # an expiry date past year 9999: 500 on create
+        ("ROUND_LOCK_TIMEOUT_S", "inf"),  # every round 500
+        ("ROUND_LOCK_TIMEOUT_S", "0.0001"),  # a lease of 0 ms: every round 503
+        ("REDIS_TIMEOUT_S", "inf"),  # a paused Redis would hang requests
+        ("TRITON_TIMEOUT_S", "nan"),
+        ("PORT", "70000"),  # listened on 70000 mod 65536 without a word
+        ("PORT", "-1"),
+        ("REDIS_URL", "http://redis:6379"),
+        ("REDIS_URL", "garbage"),
+        ("MODEL_REPOSITORY", "/nonexistent/repo"),
+        ("MODEL_REPOSITORY", "/etc/passwd"),
+        ("API_KEYS", "k1:alice,k1:bob"),
+    ],
+)
+def test_settings_no_request_could_work_with_are_refused_at_start_up(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    """Each of these started the server (found by a probe of the configuration) and then failed
+    requests, or listened elsewhere; now the start-up refuses them, naming the variable."""
+    monkeypatch.setenv(f"MATTESERVE_{variable}", value)
+    with pytest.raises(InvalidSettings) as wrong:
+        load_settings()
+    assert str(wrong.value).startswith(f"MATTESERVE_{variable}: "), str(wrong.value)
+
+
+def test_api_keys_ignore_spaces_around_their_separators() -> None:
+    assert Settings(api_keys="k1 : alice ,k2:bob").key_to_user == {"k1": "alice", "k2": "bob"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ("click=clasical", "unknown pipeline 'clasical'"),
+        ("bogus=classical", "unknown situation 'bogus'"),
+        ("click", "bad entry"),
+        ("/nonexistent/routes.json", "cannot read a routing table"),
+        ("{routes}", "cannot read a routing table"),
+        ("[list]", "no situation -> pipeline table"),
+        ("{names}", "unknown pipeline 'magic'"),
+    ],
+)
+def test_auto_routes_that_name_nothing_known_are_refused(tmp_path, spec: str, problem: str) -> None:
+    """A typo (``click=clasical``) silently sent every click to the fallback pipeline."""
+    from service.pipelines.routing import load_routes
+
+    files = {"{routes}": "not json", "[list]": "[1, 2]", "{names}": '{"routes": {"box": "magic"}}'}
+    if spec in files:
+        (tmp_path / "routes.json").write_text(files[spec])
+        spec = str(tmp_path / "routes.json")
+    with pytest.raises(ValueError, match="MATTESERVE_AUTO_ROUTES") as wrong:
+        load_routes(spec, None)
+    assert problem in str(wrong.value), str(wrong.value)
+    assert load_routes("click = smat, box=semat", None)["click"] == "smat"
+
+
 def test_a_command_with_a_wrong_setting_says_so_without_a_traceback() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MATTESERVE_")}
     env |= {"MATTESERVE_LOG_LEVEL": "loud", "COLUMNS": "200"}
@@ -74,6 +133,19 @@ def test_a_command_with_a_wrong_setting_says_so_without_a_traceback() -> None:
     )
     assert done.returncode == 2
     assert "Invalid configuration: MATTESERVE_LOG_LEVEL:" in done.stderr and "'loud'" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+    env |= {"MATTESERVE_LOG_LEVEL": "info", "MATTESERVE_AUTO_ROUTES": "click=clasical"}
+    done = subprocess.run(
+        [sys.executable, "-m", "service", "serve", "--port", str(free_port())],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Invalid configuration: MATTESERVE_AUTO_ROUTES: unknown pipeline 'clasical'" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
 
 
