@@ -120,22 +120,16 @@ def test_auto_routes_that_name_nothing_known_are_refused(tmp_path, spec: str, pr
     assert load_routes("click = smat, box=semat", None)["click"] == "smat"
 
 
-def test_a_command_with_a_wrong_setting_says_so_without_a_traceback() -> None:
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        ({"MATTESERVE_LOG_LEVEL": "loud"}, "MATTESERVE_LOG_LEVEL: "),
+        ({"MATTESERVE_AUTO_ROUTES": "click=clasical"}, "MATTESERVE_AUTO_ROUTES: unknown pipeline 'clasical'"),
+    ],
+)
+def test_a_command_with_a_wrong_setting_says_so_without_a_traceback(setting: dict[str, str], said: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MATTESERVE_")}
-    env |= {"MATTESERVE_LOG_LEVEL": "loud", "COLUMNS": "200"}
-    done = subprocess.run(
-        [sys.executable, "-m", "service", "serve", "--port", str(free_port())],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 2
-    assert "Invalid configuration: MATTESERVE_LOG_LEVEL:" in done.stderr and "'loud'" in done.stderr
-    assert "Traceback" not in done.stderr + done.stdout
-
-    env |= {"MATTESERVE_LOG_LEVEL": "info", "MATTESERVE_AUTO_ROUTES": "click=clasical"}
+    env |= {**setting, "COLUMNS": "200"}
     done = subprocess.run(
         [sys.executable, "-m", "service", "serve", "--port", str(free_port())],
         cwd=REPO,
@@ -145,7 +139,7 @@ def test_a_command_with_a_wrong_setting_says_so_without_a_traceback() -> None:
         timeout=120,
     )
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "Invalid configuration: MATTESERVE_AUTO_ROUTES: unknown pipeline 'clasical'" in done.stderr
+    assert f"Invalid configuration: {said}" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
 
 
