@@ -127,7 +127,9 @@ def test_auto_routes_that_name_nothing_known_are_refused(tmp_path, spec: str, pr
         ({"MATTESERVE_AUTO_ROUTES": "click=clasical"}, "MATTESERVE_AUTO_ROUTES: unknown pipeline 'clasical'"),
     ],
 )
-def test_a_command_with_a_wrong_setting_says_so_without_a_traceback(setting: dict[str, str], said: str) -> None:
+def test_a_command_with_a_wrong_setting_says_so_without_a_traceback(
+    setting: dict[str, str], said: str
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MATTESERVE_")}
     env |= {**setting, "COLUMNS": "200"}
     done = subprocess.run(
