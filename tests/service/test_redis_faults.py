@@ -275,3 +275,39 @@ async def test_a_cutout_made_from_an_undone_round_is_not_kept_for_the_new_one(
     assert not await store.put_cutout(sid, 2, b"late", b"alpha-2b")
     assert await store.cutout(sid, 2) is None
     await client.aclose()
+
+
+def test_a_full_redis_still_serves_reads_and_deletes_and_refuses_writes_whole(
+    server: ServerProcess, private_redis: RedisProcess
+) -> None:
+    """Redis over ``maxmemory`` with ``noeviction`` (the shipped setting) refuses writes. Every
+    call touched the session first (its index ZADD is such a write), so reads and DELETE — the
+    call that frees memory — answered 503 too; and an undo's script dropped the round before its
+    count update was refused (found by a probe of operations). Now reads and deletes work, and a
+    round or an undo is refused whole, saying the store is full."""
+    watcher = redis.Redis.from_url(private_redis.url)
+    sid = create_session(server, textured(200, 280), ALICE, model="classical")["session_id"]
+    box = {"type": "box", "x0": 60, "y0": 40, "x1": 220, "y1": 170}
+    assert run_round(server, sid, [box], ALICE).status_code == 200
+    stored = sorted(watcher.keys(f"ms:{{{sid}}}:*"))
+    watcher.config_set("maxmemory", 1)
+    try:
+        session = httpx.get(f"{server.url}/v1/sessions/{sid}", headers=ALICE, timeout=60)
+        assert session.status_code == 200, session.text
+        alpha = httpx.get(f"{server.url}/v1/sessions/{sid}/rounds/1/alpha.png", headers=ALICE, timeout=60)
+        assert alpha.status_code == 200
+        for refused in (
+            run_round(server, sid, [{"type": "click", "x": 140, "y": 100}], ALICE),
+            httpx.post(f"{server.url}/v1/sessions/{sid}/undo", headers=ALICE, timeout=60),
+        ):
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"]["code"] == "store_unavailable"
+            assert "full" in refused.json()["error"]["message"]
+        assert sorted(watcher.keys(f"ms:{{{sid}}}:*")) == stored, "nothing was written or dropped"
+        assert watcher.hget(keys.meta(sid), "rounds") == b"1" and watcher.llen(keys.rounds(sid)) == 1
+        deleted = httpx.delete(f"{server.url}/v1/sessions/{sid}", headers=ALICE, timeout=60)
+        assert deleted.status_code == 204, deleted.text
+        assert watcher.keys(f"ms:{{{sid}}}:*") == []
+    finally:
+        watcher.config_set("maxmemory", 0)
+        watcher.close()
