@@ -126,7 +126,9 @@ def test_compose_api_environment_is_complete_and_known() -> None:
     assert set(env) >= MUST_BE_SET
     for name, value in REQUIRED.items():
         assert str(env[name]).lower() == value
-    Settings(**{k.removeprefix("MATTESERVE_").lower(): v for k, v in env.items()})  # values parse
+    values = {k.removeprefix("MATTESERVE_").lower(): v for k, v in env.items()}
+    # The repository's path is the container's (the Dockerfile copies it there, tested below).
+    Settings(**{**values, "model_repository": REPO / "triton_repo"})  # values parse
 
 
 def test_compose_ports_hosts_and_model_repository_agree() -> None:
@@ -501,6 +503,14 @@ def test_api_dockerfile_is_slim_non_root_and_health_checked() -> None:
     assert f"COPY triton_repo {model_repository}" in text
     compose = rendered_compose()
     assert compose["services"]["api"]["environment"]["MATTESERVE_MODEL_REPOSITORY"] == model_repository
+    # The API reads ./triton_repo as Triton does, not the copy baked in at build time (after an
+    # export and a restart the two read different repositories otherwise).
+    mounted = compose["services"]["api"]["volumes"]
+    volumes = [v if isinstance(v, str) else f"{v['source']}:{v['target']}" for v in mounted]
+    assert any(
+        source.rstrip("/").endswith("triton_repo") and target == model_repository
+        for source, target, *_ in (v.split(":") for v in volumes)
+    )
     ignored = (REPO / ".dockerignore").read_text().split()
     assert ".venv" in ignored and ".git" in ignored
     assert "docker" not in ignored  # docker/triton-serve.sh is copied into the Triton image
