@@ -129,6 +129,8 @@ def cutout(
 ) -> None:
     """Cut out the marked object of IMAGE in one shot, in-process (no server needed) or via --server."""
     prompts = parse_cli_prompts(box, click, scribble, text, scribble_radius)
+    if output.is_dir() or not output.parent.is_dir():  # say so before the matte is computed
+        raise typer.BadParameter(f"{output}: no such folder to write the PNG into", param_hint="--output")
     kind = "alpha" if alpha else "cutout"
     if server:
         from service.client import MatteClient, MatteServerError
@@ -141,7 +143,11 @@ def cutout(
             raise typer.Exit(2) from None
     else:
         png = asyncio.run(_cutout_in_process(image.read_bytes(), prompts, model, kind))
-    output.write_bytes(png)
+    try:
+        output.write_bytes(png)
+    except OSError as exc:  # e.g. a folder without write permission
+        console.print(f"[red]cannot write {output}[/]: {exc.strerror}")
+        raise typer.Exit(1) from None
     console.print(f"wrote {output} ({len(png)} bytes)")
 
 

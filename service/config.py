@@ -7,6 +7,7 @@ see the README's configuration table.
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -18,6 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MAX_SESSION_TTL_S = 30 * 24 * 3600  # Redis and the answers' expiry dates take far more; users need less
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
 
 
 class Settings(BaseSettings):
@@ -73,6 +76,16 @@ class Settings(BaseSettings):
                 if key in seen:
                     raise ValueError("MATTESERVE_API_KEYS gives one key to two users")
                 seen.add(key)
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _host_form(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            if not _HOSTNAME.fullmatch(value):
+                raise ValueError("must be an IP address or a host name") from None
         return value
 
     @field_validator("redis_url")

@@ -71,6 +71,15 @@ async def build_registry(
             refinement=refinement,
         )
         pipelines += [dfimat, SEMatPipeline(backend, limiter, refinement), smat]
+        for pipeline in (dfimat, smat):  # the networks a setting chose (e.g. the authors' MGMatting)
+            missing = [n for n in pipeline.networks if backend.network(n) is None]
+            if missing:
+                log.warning(
+                    "%s: %s not in %s; its rounds answer 503 model_not_ready",
+                    pipeline.name,
+                    ", ".join(missing),
+                    settings.model_repository,
+                )
         instances = InstanceMatting(
             backend,
             limiter,

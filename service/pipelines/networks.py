@@ -137,7 +137,14 @@ class NetworkPipeline(NetworkRunner, Pipeline):
     async def info(self) -> ModelInfo:
         statuses = await self.statuses()
         trained = all(s.weights == "trained" for s in statuses)
-        detail = None if trained else "untrained: initial weights, never chosen by auto"
+        missing = [s.name for s in statuses if s.weights == "missing"]
+        if missing:
+            detail = (
+                f"not in the model repository: {', '.join(missing)} (export or import them); "
+                "its rounds answer 503 model_not_ready"
+            )
+        else:
+            detail = None if trained else "untrained: initial weights, never chosen by auto"
         return ModelInfo(
             name=self.name,
             description=self.description,

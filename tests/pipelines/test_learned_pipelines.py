@@ -344,3 +344,20 @@ async def test_a_text_round_while_the_text_encoder_loads_answers_503_not_a_hang(
     assert (await registry.backend_checks())["text_encoder"] == "ok" and text.loaded
     assert (await pipeline.run_round(request)).alpha.shape == (120, 160)
     await backend.close()
+
+
+@pytest.mark.anyio
+async def test_a_pipeline_whose_network_is_not_exported_says_which_in_its_status() -> None:
+    """``MATTESERVE_DFIMAT_REFINER=mgmatting`` without the imported weights: /v1/models said
+    "untrained: initial weights" (found by a probe of the configuration); it names the network."""
+    from service.config import Settings
+    from service.pipelines.factory import build_registry, close_registry
+
+    registry = await build_registry(Settings(dfimat_refiner="mgmatting"), anyio.CapacityLimiter(1))
+    try:
+        info = await registry.pipelines["dfimat"].info()
+    finally:
+        await close_registry(registry)
+    assert not info.ready and not info.trained
+    assert info.detail is not None and "mgmatting" in info.detail
+    assert "not in the model repository" in info.detail

@@ -72,6 +72,7 @@ def test_a_wrong_setting_names_its_variable_and_value(monkeypatch: pytest.Monkey
         ("TRITON_TIMEOUT_S", "nan"),
         ("PORT", "70000"),  # listened on 70000 mod 65536 without a word
         ("PORT", "-1"),
+        ("HOST", "not..a..host"),  # five chained tracebacks from the socket layer
         ("REDIS_URL", "http://redis:6379"),
         ("REDIS_URL", "garbage"),
         ("MODEL_REPOSITORY", "/nonexistent/repo"),
@@ -216,4 +217,12 @@ def test_cutout_command_in_process(tmp_path) -> None:
     assert rgba.shape == (360, 480, 4) and iou(rgba[..., 3] / 255.0, target) > 0.9
     bad = CliRunner().invoke(app, ["cutout", str(source), "--click", "9999,1", "-o", str(out)])
     assert bad.exit_code == 2 and "prompt_out_of_range" in bad.output
+    # An output folder that does not exist is refused before the matte is computed, not after.
+    nowhere = CliRunner().invoke(
+        app,
+        ["cutout", str(source), "--box", "60,70,400,290", "-o", str(tmp_path / "no" / "x.png")],
+        env={"COLUMNS": "200"},
+    )
+    assert nowhere.exit_code == 2 and "no such folder" in nowhere.output
+    assert not isinstance(nowhere.exception, FileNotFoundError)
     assert np.asarray(rgba).dtype == np.uint8
