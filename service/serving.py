@@ -24,7 +24,7 @@ from schemas.sessions import RoundInfo, RoundRequest, RoundResult, SessionCreate
 from schemas.system import InstanceMatte, InstancesResponse, ModelsResponse
 from service.config import Settings
 from service.cutout import cutout_rgba
-from service.errors import Conflict, ModelNotReady, NotFound, StoreUnavailable, TooLarge
+from service.errors import Conflict, ModelNotReady, NotFound, TooLarge
 from service.imaging import alpha_to_u8, decode_alpha_png, decode_image, encode_png, peek_pixels
 from service.metrics import Metrics
 from service.pipelines import FeatureCache, PipelineRegistry, RoundInput, Timer, not_ready_error
@@ -379,12 +379,7 @@ class MattingService:
     # ------------------------------------------------------------------ status
     async def readiness(self) -> dict[str, str]:
         """Named checks for /readyz: ``ok`` or a reason."""
-        checks: dict[str, str] = {}
-        try:
-            await self.store.ping()
-            checks["redis"] = "ok"
-        except StoreUnavailable:
-            checks["redis"] = "unavailable"
+        checks: dict[str, str] = {"redis": await self.store.health()}
         checks.update(await self.registry.backend_checks())
         return checks
 

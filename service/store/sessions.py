@@ -37,7 +37,7 @@ from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import LockError, OutOfMemoryError, RedisError
+from redis.exceptions import AuthenticationError, LockError, OutOfMemoryError, RedisError, ResponseError
 
 from service.errors import Conflict, RoundOutcomeUnknown, SessionNotFound, StoreUnavailable
 from service.store import keys
@@ -236,9 +236,20 @@ class SessionStore:
     def _ttl_ms(self) -> int:
         return self.ttl_s * 1000
 
-    @_guard
-    async def ping(self) -> bool:
-        return bool(await self.client.ping())
+    async def health(self) -> str:
+        """``ok``, or why Redis cannot serve, for /readyz: a wrong password or database number
+        is a misconfiguration that waiting will not cure, unlike ``unavailable``."""
+        try:
+            await self.client.ping()
+        except AuthenticationError:
+            return "authentication failed: check the password in MATTESERVE_REDIS_URL"
+        except ResponseError as exc:  # e.g. "DB index is out of range", "NOAUTH ..."
+            log.warning("Redis refused the readiness ping: %r", exc)
+            return f"refused: {str(exc).splitlines()[0][:120]}"
+        except (RedisError, OSError) as exc:
+            log.warning("Redis call ping failed: %r", exc)
+            return "unavailable"
+        return "ok"
 
     @_guard
     async def create(self, *, user: str, image: bytes, width: int, height: int, model: str) -> SessionMeta:

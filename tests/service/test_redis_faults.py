@@ -311,3 +311,40 @@ def test_a_full_redis_still_serves_reads_and_deletes_and_refuses_writes_whole(
     finally:
         watcher.config_set("maxmemory", 0)
         watcher.close()
+
+
+@pytest.mark.anyio
+async def test_readiness_tells_a_misconfigured_redis_from_an_unavailable_one(
+    private_redis: RedisProcess,
+) -> None:
+    """A wrong password or database number left /readyz at "unavailable" forever, which reads as
+    an outage to wait out (found by a probe of operations); a paused or absent one still is."""
+    import redis.asyncio as aioredis
+
+    from service.store import SessionStore
+
+    async def health(url: str) -> str:
+        client = aioredis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        try:
+            return await SessionStore(client, ttl_s=60).health()
+        finally:
+            await client.aclose()
+
+    assert await health(private_redis.url) == "ok"
+    base = private_redis.url.rsplit("/", 1)[0]
+    assert (await health(f"{base}/99")).startswith("refused: ")  # Redis has 16 databases
+    admin = redis.Redis.from_url(private_redis.url)
+    admin.config_set("requirepass", "s3cret")
+    try:
+        assert (await health(private_redis.url)).startswith("authentication failed")
+        assert (await health(private_redis.url.replace("redis://", "redis://:wrong@"))).startswith(
+            "authentication failed"
+        )
+        assert await health(private_redis.url.replace("redis://", "redis://:s3cret@")) == "ok"
+    finally:
+        authed = redis.Redis.from_url(private_redis.url.replace("redis://", "redis://:s3cret@"))
+        authed.config_set("requirepass", "")
+        authed.close()
+        admin.close()
+    with paused(private_redis):
+        assert await health(private_redis.url) == "unavailable"
