@@ -101,7 +101,10 @@ const state = {
   history: [], // history[k - 1]: the marks sent in round k
   pending: [], // marks drawn but not sent yet
   inflight: null, // {kind: "round" | "undo", prompts}
-  undoQueued: false,
+  unsent: null, // {id, prompts}: a round whose answer never came; resent with its request id (applied once)
+  results: [], // results[k - 1]: round k's result message, for the status bar after an undo
+  undoQueued: 0, // undos asked for and not sent yet
+  held: false, // after a failed round, auto-send waits for the user (a new mark, Refine or Retry)
   refineQueued: false,
   current: null, // {round, result, alphaBlob, alphaImage, cutoutBlob, cutoutPromise}
   instances: null, // {items: [{id, score, box, colour, enabled, image, blob}]}
@@ -267,18 +270,17 @@ async function openFile(file) {
     showError(new ApiError("undecodable_image", `This browser cannot display “${file.name || "the image"}”.`));
     return;
   }
-  state.file = file;
-  state.baseName = (file.name || "image").replace(/\.[^.]+$/, "") || "image";
-  if (state.bitmap) state.bitmap.close();
-  state.bitmap = bitmap;
-  await startSession();
+  await startSession(file, bitmap);
 }
 
 function resetRounds() {
   state.history = [];
   state.pending = [];
   state.inflight = null;
-  state.undoQueued = false;
+  state.unsent = null;
+  state.results = [];
+  state.undoQueued = 0;
+  state.held = false;
   state.refineQueued = false;
   state.current = null;
   state.instances = null;
@@ -295,31 +297,39 @@ function resetRounds() {
   showCutout(null);
 }
 
-async function startSession() {
+/**
+ * Start a session on ``file`` (shown as ``bitmap``). The current session and photo stay until the
+ * new session exists: a file the server refuses (413, 415, 400) must not cost the user their work.
+ */
+async function startSession(file = state.file, bitmap = state.bitmap) {
   const generation = ++state.generation;
-  if (state.socket) state.socket.close();
-  if (state.sessionId) {
-    const old = state.sessionId;
-    state.api.request(`v1/sessions/${encodeURIComponent(old)}`, { method: "DELETE" }).catch(() => {});
-  }
-  state.socket = null;
-  state.sessionId = null;
-  resetRounds();
-  state.width = state.bitmap.width;
-  state.height = state.bitmap.height;
-  el.dropzone.hidden = true;
-  el.panes.hidden = false;
-  layout();
-  setConnection("connecting");
   try {
     await busy("Uploading and computing image features…", async () => {
-      const created = await state.api.createSession(state.file, state.model);
-      if (generation !== state.generation) return;
+      const created = await state.api.createSession(file, state.model);
+      if (generation !== state.generation) {
+        // a newer photo was opened meanwhile: this session is nobody's
+        state.api.request(`v1/sessions/${encodeURIComponent(created.session_id)}`, { method: "DELETE" }).catch(() => {});
+        return;
+      }
+      if (state.socket) state.socket.close();
+      if (state.sessionId) {
+        const old = state.sessionId;
+        state.api.request(`v1/sessions/${encodeURIComponent(old)}`, { method: "DELETE" }).catch(() => {});
+      }
+      if (state.bitmap && state.bitmap !== bitmap) state.bitmap.close();
+      state.file = file;
+      state.bitmap = bitmap;
+      state.baseName = (file.name || "image").replace(/\.[^.]+$/, "") || "image";
+      state.socket = null;
+      resetRounds();
       state.sessionId = created.session_id;
       state.width = created.width;
       state.height = created.height;
       el.app.dataset.session = created.session_id;
+      el.dropzone.hidden = true;
+      el.panes.hidden = false;
       layout();
+      setConnection("connecting");
       state.socket = new SessionSocket(created.session_id, state.api.apiKey, {
         onState: (kind) => generation === state.generation && setConnection(kind),
         onFatal: (error, code) => generation === state.generation && onFatalSocket(error, code),
@@ -328,8 +338,12 @@ async function startSession() {
     });
   } catch (err) {
     if (generation !== state.generation) return;
-    setConnection(state.sessionId ? "closed" : "none");
-    showError(err, state.file ? { label: "Try again", run: () => startSession() } : null);
+    if (!state.sessionId) setConnection("none");
+    else if (state.socket && file === state.file) setConnection("closed");
+    // a refusal of the file itself would only be refused again: no "Try again" for it
+    const refused = err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 429;
+    if (refused && bitmap !== state.bitmap) bitmap.close();
+    showError(err, refused ? null : { label: "Try again", run: () => startSession(file, bitmap) });
   }
   updateControls();
 }
@@ -345,6 +359,7 @@ function onFatalSocket(error, code) {
 // ------------------------------------------------------------------ rounds
 function addMark(prompt) {
   clearError();
+  state.held = false;
   state.pending.push(prompt);
   switchView("session");
   drawInk();
@@ -355,6 +370,7 @@ function addMark(prompt) {
 function requestRefine() {
   if (!state.sessionId) return;
   clearError();
+  state.held = false;
   state.refineQueued = true;
   switchView("session");
   flush();
@@ -369,8 +385,16 @@ function requestUndo() {
     updateControls();
     return;
   }
-  if (state.history.length || (state.current && state.current.round > 0)) {
-    state.undoQueued = true;
+  if (state.unsent && !state.inflight) {
+    state.unsent = null; // the user takes back the round whose answer never came
+    drawInk();
+    updateControls();
+    return;
+  }
+  const shown = state.inflight && state.inflight.kind === "round" ? state.history.length + 1 : state.history.length;
+  const rounds = Math.max(shown, state.current ? state.current.round : 0);
+  if (state.undoQueued < rounds) {
+    state.undoQueued += 1; // each press undoes one round, however fast they come
     switchView("session");
     flush();
   }
@@ -379,25 +403,42 @@ function requestUndo() {
 /** Send what is queued when nothing is in flight: an undo, or the pending marks as one round. */
 function flush() {
   if (!state.socket || state.inflight) return;
-  if (state.undoQueued) {
-    state.undoQueued = false;
+  if (state.undoQueued > 0) {
+    state.undoQueued -= 1;
     runUndo();
     return;
   }
-  const send = state.pending.length && (el.autoSend.checked || state.refineQueued);
+  const auto = el.autoSend.checked && !state.held;
+  if (state.unsent && (auto || state.refineQueued)) {
+    const { id, prompts } = state.unsent; // first, alone: its request id applies it at most once
+    state.unsent = null;
+    state.refineQueued = false; // this is the Refine asked for, not a re-run after it
+    runRound(prompts, id);
+    return;
+  }
+  const send = state.pending.length && (auto || state.refineQueued);
   const rerun = state.refineQueued && !state.pending.length && state.history.length;
   state.refineQueued = false;
   if (send || rerun) runRound(state.pending.splice(0));
 }
 
-async function runRound(prompts) {
+// Errors after which the server applied nothing and the same round may succeed later.
+const NOT_APPLIED_RETRYABLE = new Set([
+  "server_busy",
+  "backend_unavailable",
+  "model_not_ready",
+  "store_unavailable",
+  "rate_limited",
+  "session_busy",
+]);
+
+async function runRound(prompts, id = requestId()) {
   const generation = state.generation;
   state.inflight = { kind: "round", prompts };
   drawInk();
   const started = performance.now();
   try {
     await busy(`Computing round ${state.history.length + 1}…`, async () => {
-      const id = requestId();
       let answer;
       try {
         answer = await state.socket.round(prompts, state.model, id);
@@ -412,6 +453,8 @@ async function runRound(prompts) {
       if (generation !== state.generation) return;
       state.history.length = message.round - 1;
       state.history.push(prompts);
+      state.results.length = message.round - 1;
+      state.results.push(message);
       await showRound(message.round, alpha, message);
       el.latencyServer.textContent = fmtMs(message.timings_ms && message.timings_ms.total);
       el.latencyRtt.textContent = fmtMs(roundTrip);
@@ -421,7 +464,9 @@ async function runRound(prompts) {
     });
   } catch (err) {
     if (generation !== state.generation) return;
-    showError(err);
+    state.held = true; // no automatic resend: a server that is down would be asked again and again
+    const kept = keepUnapplied(prompts, id, err);
+    showError(kept, state.unsent || state.pending.length ? { label: "Retry", run: () => requestRefine() } : null);
   } finally {
     if (generation === state.generation) {
       state.inflight = null;
@@ -432,6 +477,29 @@ async function runRound(prompts) {
   }
 }
 
+/**
+ * A round that failed keeps its marks unless the server refused them: when its answer never came
+ * (the connection dropped, or Redis failed while saving it) they wait with their request id, so
+ * that resending applies them at most once; when the server was busy or unavailable they go back
+ * to the pending marks. Either way the next Refine (or mark, with auto-send) sends them again.
+ */
+function keepUnapplied(prompts, id, err) {
+  const code = err instanceof ApiError ? err.code : "";
+  if (code === "connection_lost" || code === "round_outcome_unknown") {
+    state.unsent = { id, prompts };
+    if (code === "connection_lost") {
+      return new ApiError(
+        code,
+        "The connection to the server was lost before this round's answer came. Your marks are kept: " +
+          "press Retry (or Refine) once the server is back.",
+      );
+    }
+  } else if (NOT_APPLIED_RETRYABLE.has(code)) {
+    state.pending.unshift(...prompts);
+  }
+  return err;
+}
+
 async function runUndo() {
   const generation = state.generation;
   state.inflight = { kind: "undo", prompts: [] };
@@ -440,8 +508,9 @@ async function runUndo() {
       const { message, alpha } = await state.socket.undo();
       if (generation !== state.generation) return;
       state.history.length = Math.min(state.history.length, message.round);
+      state.results.length = Math.min(state.results.length, message.round);
       if (message.round > 0) {
-        await showRound(message.round, alpha, null);
+        await showRound(message.round, alpha, state.results[message.round - 1] || null);
       } else {
         state.current = null;
         state.overlay = null;
@@ -475,6 +544,10 @@ async function showRound(n, alphaBlob, result) {
     el.statModel.hidden = false;
     el.score.textContent = result.score === null || result.score === undefined ? "–" : result.score.toFixed(2);
     el.statScore.hidden = result.score === null || result.score === undefined;
+    el.latencyServer.textContent = fmtMs(result.timings_ms && result.timings_ms.total);
+  } else {
+    // a round this page did not compute (an undo back past a reload): nothing stale about it
+    el.statModel.hidden = el.statScore.hidden = el.statLatency.hidden = true;
   }
   buildOverlay();
   drawView();
@@ -493,7 +566,11 @@ async function loadCutout(current, url) {
     }
     return blob;
   } catch (err) {
-    if (state.current === current) showError(err);
+    // an undo queued or under way may already have dropped this round on the server
+    const undoing = state.undoQueued > 0 || (state.inflight && state.inflight.kind === "undo");
+    if (state.current === current && !(undoing && err instanceof ApiError && err.code === "round_not_found")) {
+      showError(err);
+    }
     return null;
   }
 }
@@ -712,6 +789,7 @@ function drawInk() {
   if (el.showMarks.checked && state.view === "session") {
     for (const prompts of state.history) drawMarks(ctx, prompts, toCanvas, px, dpr, "sent");
     if (state.inflight) drawMarks(ctx, state.inflight.prompts, toCanvas, px, dpr, "inflight");
+    if (state.unsent) drawMarks(ctx, state.unsent.prompts, toCanvas, px, dpr, "pending");
     drawMarks(ctx, state.pending, toCanvas, px, dpr, "pending");
   }
   if (state.gesture) drawGesture(ctx, state.gesture, toCanvas, px, dpr, brushRadius());
@@ -748,6 +826,7 @@ el.ink.addEventListener("pointerdown", (event) => {
     return;
   }
   event.preventDefault();
+  el.ink.focus({ preventScroll: true }); // so that Enter (Refine) and the shortcuts reach the page
   el.ink.setPointerCapture(event.pointerId);
   const point = toImage(event);
   state.gesture = { tool: state.tool, pointerId: event.pointerId, start: point, last: point, points: [point] };
@@ -876,8 +955,9 @@ function selectTool(tool) {
 function updateControls() {
   const session = Boolean(state.sessionId);
   const rounds = state.history.length || (state.current ? state.current.round : 0);
-  el.refine.disabled = !session || (!state.pending.length && !rounds);
-  el.undo.disabled = !session || (!state.pending.length && !rounds);
+  const unsent = state.pending.length + (state.unsent ? state.unsent.prompts.length : 0);
+  el.refine.disabled = !session || (!unsent && !rounds);
+  el.undo.disabled = !session || (!unsent && !rounds);
   el.people.disabled = !state.file;
   el.textPrompt.disabled = !session;
   el.textForm.querySelector("button").disabled = !session;
@@ -885,7 +965,6 @@ function updateControls() {
   const haveResult = instancesView ? Boolean(state.instanceCutout) : Boolean(state.current);
   el.downloadAlpha.disabled = !haveResult;
   el.downloadCutout.disabled = !haveResult;
-  const unsent = state.pending.length;
   el.pendingNote.hidden = !unsent || el.autoSend.checked;
   el.pendingNote.textContent = `${unsent} mark${unsent === 1 ? "" : "s"} not sent yet — press Refine (Enter).`;
 }
@@ -1003,7 +1082,8 @@ document.addEventListener("keydown", (event) => {
   const index = "12345".indexOf(event.key);
   if (index >= 0) {
     selectTool(TOOLS[index]);
-  } else if (event.key === "Enter" && (!target || target === document.body || target === el.ink)) {
+  } else if (event.key === "Enter" && !(target && target.closest("button, a, summary"))) {
+    // (a focused button or link takes Enter itself)
     requestRefine();
   } else if (event.key.toLowerCase() === "u") {
     requestUndo();

@@ -18,6 +18,7 @@ from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from service.process import ServerProcess
+from tests.conftest import ready_server, server_env
 from tests.support.images import encode, two_objects
 
 KEY = "alice-key"
@@ -346,3 +347,66 @@ def test_page_is_served_with_its_modules(api_server: ServerProcess) -> None:
             f"{asset} links outside the server"
         )
     assert not re.search(r"(src|href)=\"https?://", page.text)
+
+
+def test_work_survives_refused_files_lost_connections_and_fast_undos(
+    redis_url: str, desktop: BrowserContext, photo: tuple[Path, np.ndarray, np.ndarray]
+) -> None:
+    """Found by a probe of the page in a real browser: a file the server refuses deleted the
+    working session first; marks sent while the server was down were dropped; Enter after
+    marking did nothing (the canvas never took focus); fast undo presses merged into one.
+    A server of this test's own, stopped and started again on its port."""
+    server = ready_server(server_env(redis_url))
+    try:
+        path, target, distractor = photo
+        page = desktop.new_page()
+        errors = watch_page_errors(page)
+        app, banner = page.locator("#app"), page.locator("#error")
+        open_ui(page, server)
+        upload(page, path)
+        sid = app.get_attribute("data-session")
+        disc, square = centre(target > 0.5), centre(distractor)
+
+        # marks held back (auto-send off), then Enter right after marking sends them
+        page.click("#auto-send")
+        page.mouse.click(*on_screen(page, *disc))
+        expect(page.locator("#pending-note")).to_be_visible()
+        page.keyboard.press("Enter")
+        expect(app).to_have_attribute("data-round", "1")
+        page.click("#auto-send")
+
+        # a file the server refuses (415) leaves the session and its rounds as they were
+        gif = path.with_suffix(".gif")
+        Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(gif)
+        page.set_input_files("#file-input", str(gif))
+        expect(banner).to_have_attribute("data-code", "unsupported_media_type")
+        expect(page.locator("#error-action")).to_be_hidden()  # the same file would only fail again
+        assert app.get_attribute("data-session") == sid and app.get_attribute("data-round") == "1"
+        assert [r["round"] for r in session_rounds(server, sid)] == [1]
+        page.click("#error-close")
+
+        # the server goes away: a mark made meanwhile is kept, and sent once it is back
+        server.stop()
+        page.click(".tool[data-tool=click-bg]")
+        page.mouse.click(*on_screen(page, *square))
+        expect(banner).to_have_attribute("data-code", "connection_lost")
+        expect(page.locator("#refine-btn")).to_be_enabled()
+        server.start()
+        page.click("#error-action")  # Retry
+        expect(app).to_have_attribute("data-round", "2")
+        rounds = session_rounds(server, sid)
+        assert [r["round"] for r in rounds] == [1, 2]
+        (click,) = rounds[1]["prompts"]
+        assert click["label"] == "bg" and np.allclose([click["x"], click["y"]], square, atol=2.0)
+
+        # three fast undos undo three rounds
+        page.mouse.click(*on_screen(page, 20, 20))
+        expect(app).to_have_attribute("data-round", "3")
+        for _ in range(3):
+            page.keyboard.press("u")
+        expect(app).to_have_attribute("data-round", "0")
+        assert session_rounds(server, sid) == []
+        expect(banner).to_be_hidden()
+        assert errors == []
+    finally:
+        server.stop()
