@@ -3,7 +3,8 @@
 ``MatteClient`` (over ``httpx.Client`` and ``websockets.sync``) and ``AsyncMatteClient``
 (over ``httpx.AsyncClient`` and ``websockets.asyncio``) offer the same methods; answers are
 the ``schemas`` models of the wire protocol, and every error the server answers is raised
-as ``MatteServerError`` carrying the server's ``code``, ``message`` and HTTP ``status``::
+as ``MatteServerError`` carrying the server's ``code``, ``message``, HTTP ``status`` and
+``retry_after_s`` (from ``Retry-After``; the client does not wait and retry by itself)::
 
     from service.client import MatteClient
     from schemas import BoxPrompt, ClickPrompt
@@ -17,6 +18,13 @@ as ``MatteServerError`` carrying the server's ``code``, ``message`` and HTTP ``s
 
 Images may be given as encoded bytes (PNG, JPEG, WebP), a path, or a numpy array (encoded to
 PNG on the way). Prompts may be ``schemas`` prompt models or plain dicts in the wire format.
+
+Failures of the connection itself are errors too: ``unreachable`` when the request never reached
+the server, ``outcome_unknown`` when it was sent and its answer never came (it may have been
+applied). Every round carries a ``request_id`` (one is made when none is given), so a round is
+safe to retry: ``run_round`` retries a lost answer once by itself, and the error of a round that
+stays unknown carries its ``request_id`` to retry with. A stream whose round timed out or whose
+socket closed is done: open a new one.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from PIL import Image
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from websockets.asyncio.client import ClientConnection as AsyncConnection
 from websockets.asyncio.client import connect as async_connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.sync.client import ClientConnection as SyncConnection
 from websockets.sync.client import connect as sync_connect
 
@@ -88,14 +96,30 @@ class MatteServerError(Exception):
     ``code`` is the server's snake_case error code (``session_not_found``,
     ``unsupported_prompt``, ...), ``message`` its human sentence, ``status`` the HTTP status
     (for WebSocket errors: the status the same error has over HTTP where it is known from the
-    close code, else ``None``). Failures to reach the server have code ``unreachable``.
+    close code, else ``None``), ``retry_after_s`` the seconds the server asks to wait before a
+    retry (429 and 503), ``request_id`` the id of the round the error is about, where one was
+    sent. The client's own codes: ``unreachable`` (nothing reached the server),
+    ``outcome_unknown`` (sent, but the answer never came: retry a round with its
+    ``request_id``), ``timeout`` and ``connection_closed`` (a stream's), ``stream_closed`` (a
+    stream used after one of those), ``protocol_error``, ``http_error`` (an answer without the
+    server's error body).
     """
 
-    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        status: int | None = None,
+        *,
+        retry_after_s: float | None = None,
+        request_id: str | None = None,
+    ) -> None:
         super().__init__(f"{code}: {message}" + (f" (HTTP {status})" if status else ""))
         self.code = code
         self.message = message
         self.status = status
+        self.retry_after_s = retry_after_s
+        self.request_id = request_id
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -140,24 +164,74 @@ def _decode_png(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)))
 
 
-def _error_from_response(response: httpx.Response) -> MatteServerError:
+def _error_from_response(response: httpx.Response, request_id: str | None = None) -> MatteServerError:
     """The ``MatteServerError`` of a failed response, from its ``{"error": {...}}`` body."""
+    retry_after = _seconds(response.headers.get("Retry-After"))
+    return _error_from_body(
+        response.content, response.status_code, response.reason_phrase, retry_after, request_id
+    )
+
+
+def _error_from_body(
+    body: bytes, status: int, reason: str, retry_after_s: float | None, request_id: str | None = None
+) -> MatteServerError:
+    """The error of an HTTP answer ``body`` (the server's ``{"error": {...}}``, else its text)."""
     try:
-        detail = response.json()["error"]
-        return MatteServerError(str(detail["code"]), str(detail["message"]), response.status_code)
+        detail = json.loads(body)["error"]
+        code, message = str(detail["code"]), str(detail["message"])
     except (ValueError, KeyError, TypeError):
-        text = response.text.strip()[:300] or response.reason_phrase
-        return MatteServerError("http_error", text, response.status_code)
+        code, message = "http_error", body.decode(errors="replace").strip()[:300] or reason
+    return MatteServerError(code, message, status, retry_after_s=retry_after_s, request_id=request_id)
 
 
-def _checked(response: httpx.Response) -> httpx.Response:
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:  # an HTTP date: not sent by matteserve
+        return None
+
+
+def _checked(response: httpx.Response, request_id: str | None = None) -> httpx.Response:
     if response.is_error:
-        raise _error_from_response(response)
+        raise _error_from_response(response, request_id)
     return response
 
 
 def _unreachable(exc: Exception, url: str) -> MatteServerError:
     return MatteServerError("unreachable", f"Could not reach the server at {url}: {exc}", None)
+
+
+# Transport failures before any byte of the request left: the server cannot have acted on it.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+def _transport_error(exc: httpx.TransportError, url: str, request_id: str | None = None) -> MatteServerError:
+    """``unreachable`` when the request never left, else ``outcome_unknown`` (it may have been
+    applied: a round is retried with its ``request_id``)."""
+    if isinstance(exc, _NOT_SENT):
+        return _unreachable(exc, url)
+    return MatteServerError(
+        "outcome_unknown",
+        f"The request reached {url} but its answer did not come back ({type(exc).__name__}: {exc}); "
+        "it may have been applied."
+        + (f" Retry the round with request_id={request_id!r} to have it applied once." if request_id else ""),
+        None,
+        request_id=request_id,
+    )
+
+
+def _ws_refused(exc: InvalidStatus) -> MatteServerError:
+    """The server's own error (code, message) of a refused WebSocket handshake."""
+    response = exc.response
+    refused = _error_from_body(
+        response.body or b"",
+        response.status_code,
+        response.reason_phrase,
+        _seconds(response.headers.get("Retry-After")),
+    )
+    if refused.code == "http_error":
+        refused.message = f"WebSocket refused: HTTP {response.status_code} {refused.message}".strip()
+    return refused
 
 
 def _ws_url(base_url: str, path: str) -> str:
@@ -168,16 +242,60 @@ def _ws_url(base_url: str, path: str) -> str:
     return urlunsplit((scheme, parts.netloc, f"{prefix}{path}", "", ""))
 
 
-def _round_message(prompts: Sequence[PromptInput], model: ModelName | None, request_id: str | None) -> str:
+def _round_message(prompts: Sequence[PromptInput], model: ModelName | None, request_id: str) -> str:
     body: dict[str, Any] = {"type": "round", "prompts": _prompts_json(prompts)}
     if model is not None:
         body["model"] = model
-    body["request_id"] = request_id or uuid.uuid4().hex
+    body["request_id"] = request_id
     return json.dumps(body)
 
 
+def _round_body(
+    prompts: Sequence[PromptInput], model: ModelName | None, request_id: str | None
+) -> dict[str, Any]:
+    """The JSON body of an HTTP round; always with a ``request_id`` (made when None)."""
+    body: dict[str, Any] = {"prompts": _prompts_json(prompts), "request_id": request_id or uuid.uuid4().hex}
+    if model is not None:
+        body["model"] = model
+    return body
+
+
 def _ws_error(message: ErrorMessage, close_code: int | None = None) -> MatteServerError:
-    return MatteServerError(message.error.code, message.error.message, WS_CLOSE_STATUS.get(close_code or 0))
+    return MatteServerError(
+        message.error.code,
+        message.error.message,
+        WS_CLOSE_STATUS.get(close_code or 0),
+        retry_after_s=message.error.retry_after_s,
+        request_id=message.request_id,
+    )
+
+
+def _closed_error(exc: ConnectionClosed, request_id: str | None) -> MatteServerError:
+    unknown = (
+        f" The round may have been applied: retry it with request_id={request_id!r}." if request_id else ""
+    )
+    return MatteServerError(
+        "connection_closed",
+        f"The server closed the socket ({exc.rcvd or exc}).{unknown}",
+        request_id=request_id,
+    )
+
+
+def _timeout_error(timeout: float, request_id: str | None) -> MatteServerError:
+    unknown = (
+        f" The round may still be applied: retry it with request_id={request_id!r} on a new stream."
+        if request_id
+        else ""
+    )
+    return MatteServerError(
+        "timeout", f"No answer within {timeout:g} s; this stream is closed.{unknown}", request_id=request_id
+    )
+
+
+def _stream_closed() -> MatteServerError:
+    return MatteServerError(
+        "stream_closed", "This stream ended after an earlier timeout or closed socket; open a new one."
+    )
 
 
 def _session_path(sid: str, *rest: str) -> str:
@@ -189,6 +307,11 @@ class _Base:
 
     def __init__(self, base_url: str, api_key: str | None, timeout: float) -> None:
         self.base_url = base_url.rstrip("/") + "/"
+        if api_key is not None:
+            api_key = api_key.strip()  # e.g. read from a file with its trailing newline
+            if not api_key.isascii() or not api_key.isprintable() or " " in api_key:
+                # (the key itself is never repeated in an error: it is a secret)
+                raise ValueError("api_key must be printable ASCII without spaces")
         self.api_key = api_key
         self.timeout = timeout
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -199,43 +322,59 @@ class _Base:
 
 # --------------------------------------------------------------------------- synchronous
 class RoundStream:
-    """Rounds and undo over one session WebSocket (synchronous). Use ``MatteClient.stream``."""
+    """Rounds and undo over one session WebSocket (synchronous). Use ``MatteClient.stream``.
+
+    Answers come in the order of the requests; after a timeout or a closed socket an answer may
+    still be on its way, so the stream ends there (``stream_closed`` afterwards)."""
 
     def __init__(self, connection: SyncConnection, timeout: float) -> None:
         self._ws = connection
         self._timeout = timeout
-        self.ready: ReadyMessage = self._expect(ReadyMessage)
+        self._ended = False
+        self.ready: ReadyMessage = self._expect(ReadyMessage, handshake=True)
 
-    def _recv(self) -> str | bytes:
+    def _end(self) -> None:
+        self._ended = True
+        self._ws.close()
+
+    def _send(self, payload: str) -> None:
+        if self._ended:
+            raise _stream_closed()
+        try:
+            self._ws.send(payload)
+        except ConnectionClosed as exc:
+            self._end()
+            raise _closed_error(exc, None) from exc  # not sent: nothing to be unsure about
+
+    def _recv(self, request_id: str | None = None) -> str | bytes:
         try:
             return self._ws.recv(timeout=self._timeout)
         except ConnectionClosed as exc:
-            raise MatteServerError(
-                "connection_closed", f"The server closed the socket ({exc.rcvd or exc})."
-            ) from exc
+            self._end()
+            raise _closed_error(exc, request_id) from exc
         except TimeoutError as exc:
-            raise MatteServerError("timeout", f"No answer within {self._timeout:g} s.") from exc
+            self._end()
+            raise _timeout_error(self._timeout, request_id) from exc
 
-    def _receive_message(self) -> ServerMessage:
-        frame = self._recv()
-        if isinstance(frame, bytes):
-            raise MatteServerError("protocol_error", "Got a binary frame where a JSON message was due.")
-        return _SERVER_MESSAGE.validate_json(frame)
-
-    def _receive_png(self) -> bytes:
-        frame = self._recv()
+    def _receive_png(self, request_id: str | None = None) -> bytes:
+        frame = self._recv(request_id)
         if not isinstance(frame, bytes):
+            self._end()
             raise MatteServerError("protocol_error", "Expected the alpha PNG as a binary frame.")
         return frame
 
-    def _expect(self, kind: type[M]) -> M:
+    def _expect(self, kind: type[M], request_id: str | None = None, *, handshake: bool = False) -> M:
         while True:
-            message = self._receive_message()
+            frame = self._recv(request_id)
+            if isinstance(frame, bytes):
+                self._end()
+                raise MatteServerError("protocol_error", "Got a binary frame where a JSON message was due.")
+            message = _SERVER_MESSAGE.validate_json(frame)
             if isinstance(message, kind):
                 return message
             if isinstance(message, ErrorMessage):
                 close_code = None
-                if message.error.code in FATAL_WS_CODES:  # the server closes next: learn how
+                if handshake and message.error.code in FATAL_WS_CODES:  # the server closes next: learn how
                     try:
                         self._ws.recv(timeout=5)
                     except ConnectionClosed as exc:
@@ -251,21 +390,24 @@ class RoundStream:
         model: ModelName | None = None,
         request_id: str | None = None,
     ) -> tuple[ResultMessage, np.ndarray]:
-        """Run one round with the new ``prompts``; returns the result and its alpha (H, W) uint8."""
-        self._ws.send(_round_message(prompts, model, request_id))
-        result = self._expect(ResultMessage)
-        return result, _decode_png(self._receive_png())
+        """Run one round with the new ``prompts``; returns the result and its alpha (H, W) uint8.
+        ``request_id`` (made when None) lets a retry after ``timeout`` or ``connection_closed``
+        be applied once; the error carries it."""
+        request_id = request_id or uuid.uuid4().hex
+        self._send(_round_message(prompts, model, request_id))
+        result = self._expect(ResultMessage, request_id)
+        return result, _decode_png(self._receive_png(request_id))
 
     def undo(self) -> tuple[UndoneMessage, np.ndarray | None]:
         """Drop the last round; returns the answer and the alpha of the round now current (None at 0)."""
-        self._ws.send(json.dumps({"type": "undo"}))
+        self._send(json.dumps({"type": "undo"}))
         undone = self._expect(UndoneMessage)
         alpha = _decode_png(self._receive_png()) if undone.round > 0 else None
         return undone, alpha
 
     def ping(self) -> None:
         """Check the socket answers (a ``pong``)."""
-        self._ws.send(json.dumps({"type": "ping"}))
+        self._send(json.dumps({"type": "ping"}))
         self._expect(PongMessage)
 
 
@@ -294,11 +436,13 @@ class MatteClient(_Base):
         """Close the HTTP connection pool."""
         self._http.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(
+        self, method: str, path: str, request_id: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
         try:
-            return _checked(self._http.request(method, path, **kwargs))
+            return _checked(self._http.request(method, path, **kwargs), request_id)
         except httpx.TransportError as exc:
-            raise _unreachable(exc, self.base_url) from exc
+            raise _transport_error(exc, self.base_url, request_id) from exc
 
     def models(self) -> ModelsResponse:
         """The pipelines the server offers, their readiness and training status."""
@@ -318,13 +462,18 @@ class MatteClient(_Base):
         model: ModelName | None = None,
         request_id: str | None = None,
     ) -> RoundResult:
-        """Add ``prompts`` (this round's new marks) and compute the next round over HTTP."""
-        body: dict[str, Any] = {"prompts": _prompts_json(prompts)}
-        if model is not None:
-            body["model"] = model
-        if request_id is not None:
-            body["request_id"] = request_id
-        response = self._request("POST", _session_path(sid, "rounds"), json=body)
+        """Add ``prompts`` (this round's new marks) and compute the next round over HTTP. A
+        ``request_id`` is made when None; a round whose answer is lost on the way back is sent
+        once more with it (the server answers the stored round: applied once), and if that too
+        is lost the ``outcome_unknown`` error carries it."""
+        body = _round_body(prompts, model, request_id)
+        path = _session_path(sid, "rounds")
+        try:
+            response = self._request("POST", path, body["request_id"], json=body)
+        except MatteServerError as exc:
+            if exc.code != "outcome_unknown":
+                raise
+            response = self._request("POST", path, body["request_id"], json=body)
         return RoundResult.model_validate_json(response.content)
 
     def session(self, sid: str) -> SessionInfo:
@@ -376,6 +525,8 @@ class MatteClient(_Base):
     @contextmanager
     def stream(self, sid: str) -> Iterator[RoundStream]:
         """Open the session's WebSocket; yields a ``RoundStream`` once the server is ready."""
+        if self._http.is_closed:
+            raise RuntimeError("Cannot open a stream, as the client has been closed.")
         url = self._ws_target(sid)
         try:
             connection = sync_connect(
@@ -386,10 +537,8 @@ class MatteClient(_Base):
                 close_timeout=5,
             )
         except InvalidStatus as exc:
-            raise MatteServerError(
-                "http_error", f"WebSocket refused: HTTP {exc.response.status_code}", exc.response.status_code
-            ) from exc
-        except OSError as exc:
+            raise _ws_refused(exc) from exc
+        except (OSError, TimeoutError, WebSocketException) as exc:  # refused, no server, not a WebSocket
             raise _unreachable(exc, url) from exc
         with connection:
             yield RoundStream(connection, self.timeout)
@@ -397,44 +546,61 @@ class MatteClient(_Base):
 
 # --------------------------------------------------------------------------- asynchronous
 class AsyncRoundStream:
-    """Rounds and undo over one session WebSocket (asyncio). Use ``AsyncMatteClient.stream``."""
+    """Rounds and undo over one session WebSocket (asyncio). Use ``AsyncMatteClient.stream``;
+    it ends after a timeout or a closed socket, as ``RoundStream`` does."""
 
     def __init__(self, connection: AsyncConnection, timeout: float) -> None:
         self._ws = connection
         self._timeout = timeout
+        self._ended = False
         self.ready: ReadyMessage  # set by ``_start``
 
     async def _start(self) -> AsyncRoundStream:
-        self.ready = await self._expect(ReadyMessage)
+        self.ready = await self._expect(ReadyMessage, handshake=True)
         return self
 
-    async def _recv(self) -> str | bytes:
+    async def _end(self) -> None:
+        self._ended = True
+        await self._ws.close()
+
+    async def _send(self, payload: str) -> None:
+        if self._ended:
+            raise _stream_closed()
+        try:
+            await self._ws.send(payload)
+        except ConnectionClosed as exc:
+            await self._end()
+            raise _closed_error(exc, None) from exc
+
+    async def _recv(self, request_id: str | None = None) -> str | bytes:
         try:
             return await asyncio.wait_for(self._ws.recv(), self._timeout)
         except ConnectionClosed as exc:
-            raise MatteServerError(
-                "connection_closed", f"The server closed the socket ({exc.rcvd or exc})."
-            ) from exc
+            await self._end()
+            raise _closed_error(exc, request_id) from exc
         except TimeoutError as exc:
-            raise MatteServerError("timeout", f"No answer within {self._timeout:g} s.") from exc
+            await self._end()
+            raise _timeout_error(self._timeout, request_id) from exc
 
-    async def _receive_png(self) -> bytes:
-        frame = await self._recv()
+    async def _receive_png(self, request_id: str | None = None) -> bytes:
+        frame = await self._recv(request_id)
         if not isinstance(frame, bytes):
+            await self._end()
             raise MatteServerError("protocol_error", "Expected the alpha PNG as a binary frame.")
         return frame
 
-    async def _expect(self, kind: type[M]) -> M:
+    async def _expect(self, kind: type[M], request_id: str | None = None, *, handshake: bool = False) -> M:
         while True:
-            frame = await self._recv()
+            frame = await self._recv(request_id)
             if isinstance(frame, bytes):
+                await self._end()
                 raise MatteServerError("protocol_error", "Got a binary frame where a JSON message was due.")
             message = _SERVER_MESSAGE.validate_json(frame)
             if isinstance(message, kind):
                 return message
             if isinstance(message, ErrorMessage):
                 close_code = None
-                if message.error.code in FATAL_WS_CODES:  # the server closes next: learn how
+                if handshake and message.error.code in FATAL_WS_CODES:  # the server closes next: learn how
                     try:
                         await asyncio.wait_for(self._ws.recv(), 5)
                     except ConnectionClosed as exc:
@@ -449,21 +615,23 @@ class AsyncRoundStream:
         model: ModelName | None = None,
         request_id: str | None = None,
     ) -> tuple[ResultMessage, np.ndarray]:
-        """Run one round with the new ``prompts``; returns the result and its alpha (H, W) uint8."""
-        await self._ws.send(_round_message(prompts, model, request_id))
-        result = await self._expect(ResultMessage)
-        return result, _decode_png(await self._receive_png())
+        """Run one round with the new ``prompts``; returns the result and its alpha (H, W) uint8
+        (``request_id`` as in ``RoundStream.round``)."""
+        request_id = request_id or uuid.uuid4().hex
+        await self._send(_round_message(prompts, model, request_id))
+        result = await self._expect(ResultMessage, request_id)
+        return result, _decode_png(await self._receive_png(request_id))
 
     async def undo(self) -> tuple[UndoneMessage, np.ndarray | None]:
         """Drop the last round; returns the answer and the alpha of the round now current (None at 0)."""
-        await self._ws.send(json.dumps({"type": "undo"}))
+        await self._send(json.dumps({"type": "undo"}))
         undone = await self._expect(UndoneMessage)
         alpha = _decode_png(await self._receive_png()) if undone.round > 0 else None
         return undone, alpha
 
     async def ping(self) -> None:
         """Check the socket answers (a ``pong``)."""
-        await self._ws.send(json.dumps({"type": "ping"}))
+        await self._send(json.dumps({"type": "ping"}))
         await self._expect(PongMessage)
 
 
@@ -492,11 +660,13 @@ class AsyncMatteClient(_Base):
         """Close the HTTP connection pool."""
         await self._http.aclose()
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _request(
+        self, method: str, path: str, request_id: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
         try:
-            return _checked(await self._http.request(method, path, **kwargs))
+            return _checked(await self._http.request(method, path, **kwargs), request_id)
         except httpx.TransportError as exc:
-            raise _unreachable(exc, self.base_url) from exc
+            raise _transport_error(exc, self.base_url, request_id) from exc
 
     async def models(self) -> ModelsResponse:
         """The pipelines the server offers, their readiness and training status."""
@@ -516,13 +686,16 @@ class AsyncMatteClient(_Base):
         model: ModelName | None = None,
         request_id: str | None = None,
     ) -> RoundResult:
-        """Add ``prompts`` (this round's new marks) and compute the next round over HTTP."""
-        body: dict[str, Any] = {"prompts": _prompts_json(prompts)}
-        if model is not None:
-            body["model"] = model
-        if request_id is not None:
-            body["request_id"] = request_id
-        response = await self._request("POST", _session_path(sid, "rounds"), json=body)
+        """Add ``prompts`` (this round's new marks) and compute the next round over HTTP
+        (``request_id`` and the one retry of a lost answer as in ``MatteClient.run_round``)."""
+        body = _round_body(prompts, model, request_id)
+        path = _session_path(sid, "rounds")
+        try:
+            response = await self._request("POST", path, body["request_id"], json=body)
+        except MatteServerError as exc:
+            if exc.code != "outcome_unknown":
+                raise
+            response = await self._request("POST", path, body["request_id"], json=body)
         return RoundResult.model_validate_json(response.content)
 
     async def session(self, sid: str) -> SessionInfo:
@@ -575,6 +748,8 @@ class AsyncMatteClient(_Base):
     @asynccontextmanager
     async def stream(self, sid: str) -> AsyncIterator[AsyncRoundStream]:
         """Open the session's WebSocket; yields an ``AsyncRoundStream`` once the server is ready."""
+        if self._http.is_closed:
+            raise RuntimeError("Cannot open a stream, as the client has been closed.")
         url = self._ws_target(sid)
         try:
             connection = await async_connect(
@@ -585,10 +760,8 @@ class AsyncMatteClient(_Base):
                 close_timeout=5,
             )
         except InvalidStatus as exc:
-            raise MatteServerError(
-                "http_error", f"WebSocket refused: HTTP {exc.response.status_code}", exc.response.status_code
-            ) from exc
-        except OSError as exc:
+            raise _ws_refused(exc) from exc
+        except (OSError, TimeoutError, WebSocketException) as exc:  # refused, no server, not a WebSocket
             raise _unreachable(exc, url) from exc
         async with connection:
             yield await AsyncRoundStream(connection, self.timeout)._start()

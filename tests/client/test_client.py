@@ -24,7 +24,7 @@ from schemas import (
 )
 from service.cli import app
 from service.client import AsyncMatteClient, MatteClient, MatteServerError
-from service.process import ServerProcess
+from service.process import ServerProcess, start_server
 from service.redis_runtime import free_port
 from tests.support.images import decode_png, encode, iou, two_objects
 
@@ -277,3 +277,112 @@ def test_cli_cutout_against_a_server(api_server: ServerProcess, tmp_path: Path) 
     assert refused.exit_code != 0
     shown = isinstance(refused.exception, MatteServerError) and refused.exception.code == "invalid_api_key"
     assert shown or "invalid_api_key" in refused.output
+
+
+class _AnswerLost(httpx.HTTPTransport):
+    """A real HTTP transport whose first ``losses`` answers to round requests are lost on the way
+    back: the request reaches the server (which applies it), then the connection fails."""
+
+    def __init__(self, losses: int) -> None:
+        super().__init__()
+        self.losses = losses
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if self.losses and request.url.path.endswith("/rounds"):
+            self.losses -= 1
+            response.read()
+            response.close()
+            raise httpx.RemoteProtocolError("Server disconnected without a response.", request=request)
+        return response
+
+
+def test_a_round_whose_answer_is_lost_is_applied_once(api_server: ServerProcess) -> None:
+    """A lost answer was reported as ``unreachable`` ("could not reach the server") though the
+    round was applied, and ``run_round`` sent no request_id to retry with (found by a probe of
+    the client). Now every round carries one, a lost answer is retried once with it, and an
+    answer lost twice is ``outcome_unknown`` with the id, which applies the round once."""
+    image, _, _ = two_objects()
+    with MatteClient(api_server.url, api_key=KEY, transport=_AnswerLost(losses=1)) as client:
+        sid = client.create_session(image, model="classical").session_id
+        assert client.run_round(sid, [BOX]).round == 1
+        assert [r.round for r in client.session(sid).rounds] == [1]
+    with MatteClient(api_server.url, api_key=KEY, transport=_AnswerLost(losses=2)) as client:
+        with pytest.raises(MatteServerError) as lost:
+            client.run_round(sid, [ClickPrompt(x=200, y=100, label="fg")])
+        assert lost.value.code == "outcome_unknown" and lost.value.request_id
+        assert lost.value.request_id in lost.value.message
+        click = ClickPrompt(x=200, y=100, label="fg")
+        again = client.run_round(sid, [click], request_id=lost.value.request_id)
+        assert again.round == 2
+        assert [r.request_id for r in client.session(sid).rounds].count(lost.value.request_id) == 1
+    with MatteClient(f"http://127.0.0.1:{free_port()}", api_key=KEY) as nobody:
+        with pytest.raises(MatteServerError) as unreachable:
+            nobody.run_round(sid, [BOX])
+        assert unreachable.value.code == "unreachable"
+
+
+def test_a_stream_ends_at_a_timeout_and_its_round_is_retried_once(api_server: ServerProcess) -> None:
+    """After a timed-out round, the next call on the same stream got the late answer of the
+    earlier one (found by a probe of the client). A stream now ends at a timeout; the error
+    carries the round's request_id, and a new stream retries it without applying it twice."""
+    image, _, _ = two_objects()
+    with MatteClient(api_server.url, api_key=KEY) as client:
+        sid = client.create_session(image, model="classical").session_id
+        with client.stream(sid) as stream:
+            stream._timeout = 1e-4  # no round is answered within 0.1 ms
+            with pytest.raises(MatteServerError) as late:
+                stream.round([BOX])
+            assert late.value.code == "timeout" and late.value.request_id
+            with pytest.raises(MatteServerError) as ended:
+                stream.ping()
+            assert ended.value.code == "stream_closed"
+        with client.stream(sid) as stream:
+            result, _ = stream.round([BOX], request_id=late.value.request_id)
+        assert result.round == 1 and [r.round for r in client.session(sid).rounds] == [1]
+
+
+def test_retry_after_is_surfaced_and_keys_are_checked(redis_url: str) -> None:
+    """429/503 answers' Retry-After reached nobody (found by a probe of the client); a key read
+    from a file with its newline was sent as an illegal header and echoed in the error."""
+    from tests.conftest import server_env
+
+    server = start_server(server_env(redis_url, MATTESERVE_RATE_LIMIT_PER_MINUTE="3"))
+    try:
+        with MatteClient(server.url, api_key=KEY + "\n") as client:  # the newline is dropped
+            with pytest.raises(MatteServerError) as limited:
+                for _ in range(5):
+                    client.models()
+            assert (limited.value.code, limited.value.status) == ("rate_limited", 429)
+            assert limited.value.retry_after_s is not None and limited.value.retry_after_s >= 1
+        with pytest.raises(ValueError) as bad_key:
+            MatteClient(server.url, api_key="s3cret-ké")
+        assert "s3cret" not in str(bad_key.value)
+    finally:
+        server.stop()
+
+
+def test_a_stream_whose_server_goes_away_raises_the_clients_error(redis_url: str) -> None:
+    """Sending on a socket the server closed raised websockets' own exceptions (found by a probe
+    of the client); so did opening a stream on something that is not a WebSocket server."""
+    from tests.conftest import server_env
+
+    server = start_server(server_env(redis_url))
+    image, _, _ = two_objects()
+    try:
+        with MatteClient(server.url, api_key=KEY) as client:
+            sid = client.create_session(image, model="classical").session_id
+            with client.stream(sid) as stream:
+                server.stop()
+                with pytest.raises(MatteServerError) as gone:
+                    stream.round([BOX])
+                assert gone.value.code == "connection_closed"
+                with pytest.raises(MatteServerError) as ended:
+                    stream.undo()
+                assert ended.value.code == "stream_closed"
+        with MatteClient(redis_url.replace("redis://", "http://").rsplit("/", 1)[0], api_key=KEY) as wrong:
+            with pytest.raises(MatteServerError) as not_http, wrong.stream(sid):
+                pass
+            assert not_http.value.code == "unreachable"
+    finally:
+        server.stop()
