@@ -422,6 +422,8 @@ function flush() {
   if (send || rerun) runRound(state.pending.splice(0));
 }
 
+const SLOW_ROUND_S = 20; // after this long without an answer the activity line says so
+
 // Errors after which the server applied nothing and the same round may succeed later.
 const NOT_APPLIED_RETRYABLE = new Set([
   "server_busy",
@@ -438,7 +440,14 @@ async function runRound(prompts, id = requestId()) {
   drawInk();
   const started = performance.now();
   try {
-    await busy(`Computing round ${state.history.length + 1}…`, async () => {
+    const label = `Computing round ${state.history.length + 1}…`;
+    await busy(label, async () => {
+      // a stalled server: say so rather than spin silently (the answer is still awaited)
+      const slow = setTimeout(() => {
+        if (generation === state.generation && state.inflight && state.inflight.prompts === prompts) {
+          setActivity(`${label} the server has not answered for ${SLOW_ROUND_S} s; still waiting.`);
+        }
+      }, SLOW_ROUND_S * 1000);
       let answer;
       try {
         answer = await state.socket.round(prompts, state.model, id);
@@ -447,6 +456,8 @@ async function runRound(prompts, id = requestId()) {
         // which the server answers from the stored round if it had already applied it
         if (!(err instanceof ApiError) || err.code !== "connection_lost") throw err;
         answer = await state.socket.round(prompts, state.model, id);
+      } finally {
+        clearTimeout(slow);
       }
       const { message, alpha } = answer;
       const roundTrip = performance.now() - started;
