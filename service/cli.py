@@ -310,6 +310,68 @@ def triton_local(
     )
 
 
+def _data_error(message: str) -> typer.BadParameter:
+    """A usage error on ``--data`` (exit code 2, one line)."""
+    return typer.BadParameter(message, param_hint="'--data'")
+
+
+def _require_writable(path: Path, option: str, *, folder: bool = False) -> None:
+    """End the command with a usage error now, not after the run, when ``path`` (a file, or with
+    ``folder`` a folder to write into) cannot be written."""
+    from service.evaluation.report import unwritable
+
+    reason = unwritable(path, folder=folder)
+    if reason is not None:
+        raise typer.BadParameter(reason, param_hint=f"'{option}'")
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write an output file; an error the early check could not foresee (a full disk) ends the
+    command with one line, not a traceback."""
+    from rich.markup import escape
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as exc:
+        console.print(f"[red]cannot write {escape(str(path))}[/]: {exc.strerror or exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _eval_samples(data: str, max_instances: int, limit: int | None) -> tuple[list, list]:
+    """The targets of ``--data`` and the photos skipped for want of one; a spec that names no
+    usable data, or no target at all, is a usage error."""
+    from service.evaluation.samples import DataError, Skipped, samples
+
+    skipped: list[Skipped] = []
+    try:
+        items = list(samples(data, max_instances=max_instances, limit=limit, skipped=skipped))
+    except DataError as exc:
+        raise _data_error(str(exc)) from None
+    if not items:
+        without = f" ({len(skipped)} photos skipped: {_names(skipped)})" if skipped else ""
+        raise _data_error(f"no samples in {data!r}{without}")
+    return items, skipped
+
+
+def _names(things: list, most: int = 5) -> str:
+    """The first ``most`` of ``things`` as text, and how many more."""
+    shown = ", ".join(str(t) for t in things[:most])
+    return shown + (f" and {len(things) - most} more" if len(things) > most else "")
+
+
+def _print_skipped(data: str, skipped: list) -> None:
+    """Say which photos of ``data`` gave no target, so that a short count is not a surprise."""
+    from rich.markup import escape
+
+    if skipped:
+        console.print(
+            f"[yellow]skipped {len(skipped)} photos of {escape(data)} without a target[/]: "
+            f"{escape(_names(skipped))}",
+            highlight=False,
+        )
+
+
 @app.command("eval")
 def evaluate(
     data: Annotated[
@@ -320,20 +382,31 @@ def evaluate(
         ),
     ],
     model: Annotated[
-        str, typer.Option(help="Comma-separated models to compare in the same run.")
+        str, typer.Option(help="Comma-separated models to compare in the same run (or auto).")
     ] = "classical",
     protocol: Annotated[
         str, typer.Option(help="box, click, scribble, text, mix or auto (no prompt).")
     ] = "box",
     rounds: Annotated[int, typer.Option(min=1, help="Rounds per simulated user.")] = 5,
-    limit: Annotated[int | None, typer.Option(help="At most this many targets.")] = None,
-    max_instances: Annotated[int, typer.Option(help="Targets per photo (largest first).")] = 3,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many targets.")] = None,
+    max_instances: Annotated[int, typer.Option(min=1, help="Targets per photo (largest first).")] = 3,
     seed: Annotated[int, typer.Option(help="Simulator seed.")] = 0,
     out: Annotated[Path, typer.Option(help="Folder for eval.json and the plot.")] = Path("out/eval"),
 ) -> None:
     """Evaluate pipelines through the service's own code under the DFIMat user simulator:
     SAD, MSE, MAD, Grad, Conn, IoU per round, NoC@85/90; a table, JSON and a plot."""
-    asyncio.run(_evaluate(data, model.split(","), protocol, rounds, limit, max_instances, seed, out))
+    from service.evaluation.runner import model_names
+
+    try:
+        models = model_names(model)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--model'") from None
+    if protocol not in ("box", "click", "scribble", "text", "mix", "auto"):
+        raise typer.BadParameter(f"unknown protocol {protocol!r}", param_hint="'--protocol'")
+    _require_writable(out, "--out", folder=True)
+    for suffix in ("json", "png"):
+        _require_writable(out / f"eval_{protocol}.{suffix}", "--out")
+    asyncio.run(_evaluate(data, models, protocol, rounds, limit, max_instances, seed, out))
 
 
 async def _evaluate(
@@ -346,22 +419,20 @@ async def _evaluate(
     seed: int,
     out: Path,
 ) -> None:
+    from dataclasses import asdict
+
     import anyio
+    from rich.markup import escape
     from rich.progress import Progress
 
     from service.evaluation import report
     from service.evaluation.runner import run_sample, summarise
-    from service.evaluation.samples import samples
     from service.pipelines.factory import build_registry, close_registry
 
-    if protocol not in ("box", "click", "scribble", "text", "mix", "auto"):
-        raise typer.BadParameter(f"unknown protocol {protocol!r}")
     if protocol == "auto":
         rounds = 1
+    items, skipped = _eval_samples(data, max_instances, limit)
     registry = await build_registry(_settings(), anyio.CapacityLimiter(os.cpu_count() or 1), text_now=True)
-    items = list(samples(data, max_instances=max_instances, limit=limit))
-    if not items:
-        raise typer.BadParameter(f"no samples in {data!r}")
     results = {name: [] for name in models}
     try:
         with Progress(console=console) as progress:
@@ -379,51 +450,58 @@ async def _evaluate(
     for summary in summaries:
         out_console.print(report.per_round_table(summary))
         for example in summary.failure_examples:
-            out_console.print(f"[yellow]{summary.model} failed[/]: {example}")
+            out_console.print(f"[yellow]{summary.model} failed[/]: {escape(example)}")
+    _print_skipped(data, skipped)
     config = {
         "data": data,
         "models": models,
         "protocol": protocol,
         "rounds": rounds,
         "targets": len(items),
+        "skipped": [asdict(s) for s in skipped],
         "seed": seed,
         "max_instances": max_instances,
     }
     stem = f"{protocol}"
-    report.write_json(out / f"eval_{stem}.json", config, summaries)
-    report.plot(out / f"eval_{stem}.png", summaries, title)
+    try:
+        report.write_json(out / f"eval_{stem}.json", config, summaries)
+        report.plot(out / f"eval_{stem}.png", summaries, title)
+    except OSError as exc:
+        console.print(f"[red]cannot write into {escape(str(out))}[/]: {exc.strerror or exc}", highlight=False)
+        raise typer.Exit(1) from None
     console.print(f"wrote {out / f'eval_{stem}.json'} and {out / f'eval_{stem}.png'}")
 
 
 @app.command("eval-stages")
 def eval_stages(
     data: Annotated[str, typer.Option(help="A folder (optionally ?column=value) or synthetic:N[@SIZE].")],
-    limit: Annotated[int | None, typer.Option(help="At most this many targets.")] = None,
-    max_instances: Annotated[int, typer.Option(help="Targets per photo (largest first).")] = 1,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many targets.")] = None,
+    max_instances: Annotated[int, typer.Option(min=1, help="Targets per photo (largest first).")] = 1,
     markdown_out: Annotated[Path | None, typer.Option(help="Also write the table as Markdown.")] = None,
 ) -> None:
     """What limits dfimat's mattes, stage by stage: ISCN's mask, MRN fed ground-truth masks vs
     closed-form matting on the same trimap, guided vs bilinear upsampling (oracle experiments)."""
+    from rich.markup import escape
+
+    if markdown_out is not None:
+        _require_writable(markdown_out, "--markdown-out")
     table = asyncio.run(_eval_stages(data, limit, max_instances))
     text = table.markdown()
     Console(width=160).print(text)
     for failure in table.failures:
-        console.print(f"[yellow]failed[/]: {failure}")
+        console.print(f"[yellow]failed[/]: {escape(failure)}")
     if markdown_out is not None:
-        markdown_out.parent.mkdir(parents=True, exist_ok=True)
-        markdown_out.write_text(text)
+        _write_text(markdown_out, text)
 
 
 async def _eval_stages(data: str, limit: int | None, max_instances: int):
     import anyio
 
-    from service.evaluation.samples import samples
     from service.evaluation.stages import stage_table
     from service.pipelines.factory import build_registry, close_registry
 
-    items = list(samples(data, max_instances=max_instances, limit=limit))
-    if not items:
-        raise typer.BadParameter(f"no samples in {data!r}")
+    items, skipped = _eval_samples(data, max_instances, limit)
+    _print_skipped(data, skipped)
     registry = await build_registry(_settings(), anyio.CapacityLimiter(os.cpu_count() or 1))
     try:
         return await stage_table(registry.pipelines["dfimat"], items)
@@ -440,34 +518,50 @@ def eval_instances(
             "one (one person per photo), optionally ?column=value on its sources.csv."
         ),
     ],
-    min_area: Annotated[int, typer.Option(help="Ignore ground-truth people under this many pixels.")] = 0,
+    min_area: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Ignore ground-truth people under this many pixels (never under 16, as eval)."
+        ),
+    ] = 0,
     out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
 ) -> None:
     """Evaluate /v1/instances (every person, no prompt): recognition quality and IMQ (InstMatt)."""
     import json
 
+    if out is not None:
+        _require_writable(out, "--out")
     summary = asyncio.run(_eval_instances(data, min_area))
     Console().print_json(json.dumps(summary))
+    _print_skipped(data, summary["skipped_photos"])
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(summary, indent=2) + "\n")
+        _write_text(out, json.dumps(summary, indent=2) + "\n")
 
 
 async def _eval_instances(data: str, min_area: int) -> dict:
     import anyio
 
-    from service.evaluation.instances import evaluate_instances
-    from service.evaluation.samples import open_selected
+    from service.evaluation.instances import evaluate_instances, instance_folder
+    from service.evaluation.samples import DataError
     from service.pipelines.factory import build_registry, close_registry
 
+    try:
+        folder = instance_folder(data)
+    except DataError as exc:
+        raise _data_error(str(exc)) from None
     registry = await build_registry(_settings(), anyio.CapacityLimiter(os.cpu_count() or 1))
     try:
         if registry.instances is None:
             raise typer.BadParameter("instance matting is not available on this backend")
-        report = await evaluate_instances(registry.instances, open_selected(data), min_area)
+        report = await evaluate_instances(registry.instances, folder, min_area)
     finally:
         await close_registry(registry)
-    return {"data": data, **report.summary(), "failure_examples": report.failures[:3]}
+    return {
+        "data": data,
+        **report.summary(),
+        "failure_examples": report.failures[:3],
+        "skipped_photos": report.skipped,
+    }
 
 
 @app.command("calibrate-auto")
@@ -483,47 +577,77 @@ def calibrate_auto(
         list[str] | None,
         typer.Option(help="Data for the no-prompt situation (repeatable; default: --data)."),
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="At most this many targets per data set.")] = 40,
-    max_instances: Annotated[int, typer.Option(help="Targets per photo (largest first).")] = 2,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many targets per data set.")] = 40,
+    max_instances: Annotated[int, typer.Option(min=1, help="Targets per photo (largest first).")] = 2,
     out: Annotated[Path, typer.Option(help="Routing table to write.")] = Path("triton_repo/auto_routes.json"),
     markdown_out: Annotated[
         Path | None, typer.Option(help="Also write the figures as a Markdown table.")
     ] = None,
 ) -> None:
     """Measure every pipeline per prompt situation and write auto's routing table from the figures
-    (a learned pipeline is chosen only where it beats the classical engine on every data set)."""
+    (a learned pipeline is chosen only where it beats the classical engine on every data set).
+    Nothing is written when no situation could be routed; a situation without a route is named."""
     import json
+
+    from rich.markup import escape
 
     from service.evaluation.routing import markdown
 
+    _require_writable(out, "--out")
+    if markdown_out is not None:
+        _require_writable(markdown_out, "--markdown-out")
     document = asyncio.run(
         _calibrate(data or ["synthetic:30@512"], automatic_data or [], limit, max_instances)
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(document, indent=2) + "\n")
+    if not document["routes"]:
+        reasons = "; ".join(sorted(set(document["unrouted"].values())))
+        errors = [
+            error
+            for entry in document["situations"].values()
+            for c in entry["candidates"]
+            for figures in c["per_data"].values()
+            for error in figures["summary"]["failure_examples"]
+        ]
+        console.print(
+            f"[red]no situation could be routed[/] ({escape(reasons)}"
+            + (f"; e.g. {escape(errors[0])}" if errors else "")
+            + f"): nothing written, {escape(str(out))} is left as it was",
+            highlight=False,
+        )
+        raise typer.Exit(1)
     table = markdown(document)
+    _write_text(out, json.dumps(document, indent=2) + "\n")
     Console(width=200).print(table)
     if markdown_out is not None:
-        markdown_out.parent.mkdir(parents=True, exist_ok=True)
-        markdown_out.write_text(table)
-    console.print(f"routes {document['routes']} -> {out}")
+        _write_text(markdown_out, table)
+    for situation, reason in document["unrouted"].items():
+        console.print(
+            f"[yellow]no route for {situation}[/]: {reason}; the service keeps its default there",
+            highlight=False,
+        )
+    console.print(f"routes {document['routes']} -> {out}", highlight=False)
 
 
 async def _calibrate(data: list[str], automatic: list[str], limit: int | None, max_instances: int) -> dict:
     import anyio
 
     from service.evaluation.routing import DataSet, calibrate
-    from service.evaluation.samples import samples
     from service.pipelines.factory import build_registry, close_registry
 
+    skipped: dict[str, list[str]] = {}
+
     def load(specs: list[str]) -> list[DataSet]:
-        sets = [
-            DataSet.of(spec, list(samples(spec, max_instances=max_instances, limit=limit))) for spec in specs
-        ]
-        for d in sets:
-            if not d.items:
-                raise typer.BadParameter(f"no samples in {d.name!r}")
-            console.print(f"{d.name}: {len(d.items)} targets, scored by {d.metric}")
+        sets = []
+        for spec in specs:
+            items, skipped_here = _eval_samples(spec, max_instances, limit)
+            if all(item.error is not None for item in items):
+                raise _data_error(
+                    f"none of the {len(items)} targets of {spec!r} could be read ({items[0].error})"
+                )
+            _print_skipped(spec, skipped_here)
+            skipped[spec] = [str(s) for s in skipped_here]
+            sets.append(DataSet.of(spec, items))
+            console.print(f"{spec}: {len(items)} targets, scored by {sets[-1].metric}", highlight=False)
         return sets
 
     prompted, automatic_sets = load(data), load(automatic)
@@ -535,6 +659,7 @@ async def _calibrate(data: list[str], automatic: list[str], limit: int | None, m
     document["data"] = data
     document["automatic_data"] = automatic or data
     document["targets"] = {d.name: len(d.items) for d in prompted + automatic_sets}
+    document["skipped"] = skipped
     return document
 
 

@@ -12,8 +12,10 @@ Two layouts are understood:
   detected from common ones (``images``/``image``/``original``/``blurred_image``/``img`` and
   ``alphas``/``alpha``/``mask``/``matte``/``gt``) or given explicitly.
 
-Alphas are read as stored (8- or 16-bit, gray or the first channel / the alpha channel of
-RGBA) and scaled to [0, 1]. Descriptions are built from the pixels
+A photo without any alpha (no alpha file, or no instance folder or an empty one) is no item:
+its name is in the loader's ``skipped``, so that callers can report it. Alphas are read as
+stored (8- or 16-bit, gray or the first channel / the alpha channel of RGBA) and scaled to
+[0, 1]. Descriptions are built from the pixels
 (:func:`models.data.descriptions.measure_attributes`), since files carry no attributes.
 """
 
@@ -81,7 +83,8 @@ def _scene(image: np.ndarray, alphas: list[np.ndarray], name: str, describe: boo
 
 class HIM2KFolder(Sequence[Scene]):
     """Multi-instance folder (HIM2K layout by default); ``subset`` (e.g. "comp", "natural")
-    restricts to one subfolder; ``image_dir``/``alpha_dir`` name the two folders."""
+    restricts to one subfolder; ``image_dir``/``alpha_dir`` name the two folders. Photos without
+    an alpha are not items; their names are in ``skipped``."""
 
     def __init__(
         self,
@@ -102,11 +105,15 @@ class HIM2KFolder(Sequence[Scene]):
             images, alphas = images / subset, alphas / subset
         self.describe = describe
         self.items: list[tuple[Path, list[Path], str]] = []
+        self.skipped: list[str] = []
         for img in _images_under(images):
             rel = img.relative_to(images).with_suffix("")
             inst_dir = alphas / rel
             inst = sorted(_images_under(inst_dir), key=_instance_order) if inst_dir.is_dir() else []
-            self.items.append((img, inst, str(rel)))
+            if inst:
+                self.items.append((img, inst, str(rel)))
+            else:
+                self.skipped.append(str(rel))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -115,6 +122,10 @@ class HIM2KFolder(Sequence[Scene]):
         img_path, alpha_paths, name = self.items[index]
         image = read_image(img_path)
         return _scene(image, [read_alpha(p) for p in alpha_paths], name, self.describe)
+
+    def alpha_paths(self, index: int) -> list[Path]:
+        """The alpha files of item ``index``, one per instance (readable without its photo)."""
+        return list(self.items[index][1])
 
 
 def _pick_dir(root: Path, names: tuple[str, ...], given: str | None) -> Path:
@@ -130,7 +141,8 @@ def _pick_dir(root: Path, names: tuple[str, ...], given: str | None) -> Path:
 
 
 class SingleInstanceFolder(Sequence[Scene]):
-    """Image folder + alpha folder with matching stems; each item is a one-instance Scene."""
+    """Image folder + alpha folder with matching stems; each item is a one-instance Scene. Photos
+    without an alpha are not items; their names are in ``skipped``."""
 
     def __init__(
         self,
@@ -145,10 +157,13 @@ class SingleInstanceFolder(Sequence[Scene]):
         self.describe = describe
         alphas = {p.relative_to(self.alpha_dir).with_suffix(""): p for p in _images_under(self.alpha_dir)}
         self.items: list[tuple[Path, Path, str]] = []
+        self.skipped: list[str] = []
         for img in _images_under(self.image_dir):
             rel = img.relative_to(self.image_dir).with_suffix("")
             if rel in alphas:
                 self.items.append((img, alphas[rel], str(rel)))
+            else:
+                self.skipped.append(str(rel))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -156,6 +171,10 @@ class SingleInstanceFolder(Sequence[Scene]):
     def __getitem__(self, index: int) -> Scene:  # type: ignore[override]
         img_path, alpha_path, name = self.items[index]
         return _scene(read_image(img_path), [read_alpha(alpha_path)], name, self.describe)
+
+    def alpha_paths(self, index: int) -> list[Path]:
+        """The alpha file of item ``index``, as a list like :meth:`HIM2KFolder.alpha_paths`."""
+        return [self.items[index][1]]
 
 
 def open_folder(root: str | Path, **kwargs) -> HIM2KFolder | SingleInstanceFolder:

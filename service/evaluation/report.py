@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -13,6 +14,24 @@ import matplotlib.pyplot as plt
 from rich.table import Table
 
 from service.evaluation.runner import ModelSummary
+
+
+def unwritable(path: Path, *, folder: bool = False) -> str | None:
+    """Why ``path`` (a file to write, or with ``folder`` a folder to write into, either created
+    with its parents as needed) cannot be written, or None; checked before a run so that a long
+    evaluation does not end on a wrong path."""
+    if path.exists() and path.is_dir() != folder:
+        return f"{path} is {'a file' if folder else 'a folder'}"
+    if path.is_file() and not os.access(path, os.W_OK):
+        return f"{path} is not writable"
+    nearest = path if folder else path.parent
+    while not nearest.exists() and nearest != nearest.parent:
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        return f"{nearest} is a file, so {path} cannot be created"
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        return f"{nearest} is not writable"
+    return None
 
 
 def table(summaries: list[ModelSummary], title: str) -> Table:

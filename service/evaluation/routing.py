@@ -13,7 +13,9 @@ persons). The rule (issue 10: ``auto`` is never worse than the classical engine 
 
 Failed samples count as failures and are scored as an empty matte (see
 :mod:`service.evaluation.runner`). The result is the JSON the service reads
-(``triton_repo/auto_routes.json``): the table plus every figure behind it.
+(``triton_repo/auto_routes.json``): the table plus every figure behind it, and under
+``unrouted`` each situation measured without a route and why (the service then takes its
+default for it).
 """
 
 from __future__ import annotations
@@ -130,7 +132,12 @@ async def calibrate(
 ) -> dict:
     """Evaluate every eligible pipeline per situation on ``datasets`` (``automatic`` for the
     no-prompt situation, default the same); return the routing JSON document."""
-    document: dict = {"routes": {}, "situations": {}, "rule": __doc__.split("\n\n")[1].strip()}
+    document: dict = {
+        "routes": {},
+        "unrouted": {},
+        "situations": {},
+        "rule": __doc__.split("\n\n")[1].strip(),
+    }
     for situation, (protocol, rounds) in SITUATIONS.items():
         sets = (automatic or datasets) if situation == "none" else datasets
         candidates = []
@@ -143,6 +150,8 @@ async def calibrate(
         best = choose(candidates, sets)
         if best is not None:
             document["routes"][situation] = best
+        else:
+            document["unrouted"][situation] = _why_unrouted(candidates)
         document["situations"][situation] = {
             "protocol": protocol,
             "rounds": rounds,
@@ -165,6 +174,15 @@ async def calibrate(
             ],
         }
     return document
+
+
+def _why_unrouted(candidates: list[Candidate]) -> str:
+    """Why :func:`choose` found no pipeline among ``candidates``."""
+    if not candidates:
+        return "no pipeline here can serve it"
+    if not any(c.trained for c in candidates):
+        return "no trained pipeline can serve it"
+    return "no trained pipeline scored a single target (every sample failed)"
 
 
 def markdown(document: dict) -> str:

@@ -6,10 +6,13 @@ exactly what ``MattingService`` hands it, minus Redis. Pipelines that do not kee
 (``multi_round = False``) get rounds 1..t aggregated and no previous matte. The protocol
 ``auto`` is one round with no prompt, scored against the union of all instances.
 
-A sample that fails (unreadable, or the pipeline raises) is counted as failed with its error
-and the run goes on; its rounds from the failing one on are scored as an empty matte (what
-the user got), so a pipeline that fails is not ranked on its successes alone. Where the
-sample has a trimap, SAD/MSE/Grad/Conn are also given over its unknown region (``*_unknown``).
+A sample that fails is counted as failed with its error and the run goes on. When the
+pipeline raises (or refuses the prompts), the sample's rounds from the failing one on are scored
+as an empty matte (what the user got), so a pipeline that fails is not ranked on its successes
+alone. A sample whose photo or ground truth cannot be read has no rounds to score: it is
+counted as failed for every model alike and is left out of the means (``n`` per round says how
+many were scored). Where the sample has a trimap, SAD/MSE/Grad/Conn are also given over its
+unknown region (``*_unknown``).
 """
 
 from __future__ import annotations
@@ -18,18 +21,35 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import get_args
 
 import numpy as np
 
 from models.eval.metrics import conn, grad, iou, mad, matting_errors, mse, noc, sad
 from models.eval.simulator import UserSimulator
 from schemas.prompts import ClickPrompt, Prompt
+from schemas.sessions import PipelineName
 from service.errors import ApiError
 from service.evaluation.samples import Sample
 from service.pipelines import FeatureCache, PipelineRegistry, RoundInput
 
 METRICS = ("sad", "mse", "mad", "grad", "conn", "iou")
 UNKNOWN_METRICS = ("sad_unknown", "mse_unknown", "grad_unknown", "conn_unknown")
+MODELS = ("auto", *get_args(PipelineName))
+"""What ``--model`` may name: a pipeline, or ``auto`` (the service's routing)."""
+
+
+def model_names(text: str) -> list[str]:
+    """The models of a comma-separated ``--model`` list, spaces stripped and each once (a name
+    given twice would be two rows of the same figures); ``ValueError`` naming the problem for
+    an empty list or an unknown name, so that a typo stops the run before it starts."""
+    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    if not names:
+        raise ValueError(f"no model named in {text!r}; name one or more of {', '.join(MODELS)}")
+    unknown = [name for name in names if name not in MODELS]
+    if unknown:
+        raise ValueError(f"unknown model {', '.join(map(repr, unknown))}; known: {', '.join(MODELS)}")
+    return names
 
 
 @dataclass

@@ -79,3 +79,23 @@ def test_a_learned_pipeline_must_beat_classical_on_every_data_set() -> None:
     assert choose([wins_one, wins_both], [composites, coco]) == "dfimat"
     assert choose([wins_one, wins_both], [coco, composites]) == "semat"
     assert choose([wins_one], [composites]) == "dfimat"
+
+
+def test_a_situation_left_without_a_route_is_named(tmp_path: Path) -> None:
+    """A model repository without networks leaves the classical engine alone: the situations it
+    cannot serve (no prompt, text) get no route, and the table says so instead of leaving them
+    out silently. A real run of the engine on one small synthetic scene."""
+    empty = tmp_path / "no_networks"
+    empty.mkdir()
+    out = tmp_path / "auto_routes.json"
+    result = CliRunner().invoke(
+        app,
+        ["calibrate-auto", "--data", "synthetic:1@96", "--out", str(out)],
+        env={"COLUMNS": "1000", "MATTESERVE_MODEL_REPOSITORY": str(empty)},
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(out.read_text())
+    assert document["routes"] == dict.fromkeys(("click", "scribble", "box", "marks"), "classical")
+    assert document["unrouted"] == dict.fromkeys(("none", "text", "mix"), "no pipeline here can serve it")
+    for situation in ("none", "text", "mix"):
+        assert f"no route for {situation}: no pipeline here can serve it" in result.output

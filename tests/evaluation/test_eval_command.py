@@ -137,6 +137,34 @@ def test_eval_reads_per_image_instance_folders_and_counts_a_broken_photo_as_fail
     assert summary["per_round"][0]["n"] == 2
 
 
+def test_eval_reports_photos_without_a_target_and_runs_each_model_once(tmp_path: Path) -> None:
+    """A multi-instance folder where photos lack an alpha folder, have an empty one or only an
+    empty alpha: the run goes on, says which photos gave no target, and a model named twice
+    (with spaces) is one row."""
+    image, target, other = two_objects(160, 200)
+    root = tmp_path / "coco"
+    (root / "image").mkdir(parents=True)
+    for name in ("a", "empty_folder", "no_folder", "zero"):
+        cv2.imwrite(str(root / "image" / f"{name}.jpg"), image[..., ::-1])
+    for name, alphas in (("a", (target, other)), ("empty_folder", ()), ("zero", (np.zeros_like(target),))):
+        (root / "alpha" / name).mkdir(parents=True)
+        for k, alpha in enumerate(alphas):
+            cv2.imwrite(str(root / "alpha" / name / f"{k}.png"), np.round(alpha * 255).astype(np.uint8))
+    out = tmp_path / "out"
+    args = ["--data", str(root), "--model", "classical, classical", "--max-instances", "2", "--rounds", "1"]
+    result = CliRunner().invoke(app, ["eval", *args, "--out", str(out)], env={"COLUMNS": "1000"})
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "eval_box.json").read_text())
+    assert report["config"]["models"] == ["classical"] and len(report["models"]) == 1
+    assert report["models"][0]["samples"] == 2 and report["config"]["targets"] == 2
+    assert report["config"]["skipped"] == [
+        {"name": "empty_folder", "reason": "no alpha"},
+        {"name": "no_folder", "reason": "no alpha"},
+        {"name": "zero", "reason": "no target of at least 16 px"},
+    ]
+    assert "skipped 3 photos" in result.output and "zero (no target of at least 16 px)" in result.output
+
+
 def test_eval_filters_by_sources_csv_and_scores_the_trimap_region(tmp_path: Path) -> None:
     image, target, _ = two_objects(160, 200)
     root = tmp_path / "crops"
