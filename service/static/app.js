@@ -97,6 +97,7 @@ const state = {
   sessionId: null,
   socket: null,
   generation: 0, // bumps with every new session; stale answers are dropped
+  opening: 0, // bumps with every photo opened; a superseded upload is dropped
   tool: "click-fg",
   history: [], // history[k - 1]: the marks sent in round k
   pending: [], // marks drawn but not sent yet
@@ -302,15 +303,17 @@ function resetRounds() {
  * new session exists: a file the server refuses (413, 415, 400) must not cost the user their work.
  */
 async function startSession(file = state.file, bitmap = state.bitmap) {
-  const generation = ++state.generation;
+  // The current session lives on (its rounds and socket) until the new one exists.
+  const opening = ++state.opening;
   try {
     await busy("Uploading and computing image features…", async () => {
       const created = await state.api.createSession(file, state.model);
-      if (generation !== state.generation) {
+      if (opening !== state.opening) {
         // a newer photo was opened meanwhile: this session is nobody's
         state.api.request(`v1/sessions/${encodeURIComponent(created.session_id)}`, { method: "DELETE" }).catch(() => {});
         return;
       }
+      const generation = ++state.generation;
       if (state.socket) state.socket.close();
       if (state.sessionId) {
         const old = state.sessionId;
@@ -337,7 +340,7 @@ async function startSession(file = state.file, bitmap = state.bitmap) {
       await state.socket.open();
     });
   } catch (err) {
-    if (generation !== state.generation) return;
+    if (opening !== state.opening) return;
     if (!state.sessionId) setConnection("none");
     else if (state.socket && file === state.file) setConnection("closed");
     // a refusal of the file itself would only be refused again: no "Try again" for it
@@ -385,13 +388,11 @@ function requestUndo() {
     updateControls();
     return;
   }
-  if (state.unsent && !state.inflight) {
-    state.unsent = null; // the user takes back the round whose answer never came
-    drawInk();
-    updateControls();
-    return;
-  }
-  const shown = state.inflight && state.inflight.kind === "round" ? state.history.length + 1 : state.history.length;
+  // A kept round may already be applied on the server: it is settled first (resent with its
+  // request_id, applied once), then this undo takes it back.
+  const kept = state.unsent ? 1 : 0;
+  const shown =
+    (state.inflight && state.inflight.kind === "round" ? state.history.length + 1 : state.history.length) + kept;
   const rounds = Math.max(shown, state.current ? state.current.round : 0);
   if (state.undoQueued < rounds) {
     state.undoQueued += 1; // each press undoes one round, however fast they come
@@ -403,17 +404,17 @@ function requestUndo() {
 /** Send what is queued when nothing is in flight: an undo, or the pending marks as one round. */
 function flush() {
   if (!state.socket || state.inflight) return;
-  if (state.undoQueued > 0) {
-    state.undoQueued -= 1;
-    runUndo();
-    return;
-  }
   const auto = el.autoSend.checked && !state.held;
-  if (state.unsent && (auto || state.refineQueued)) {
+  if (state.unsent && (auto || state.refineQueued || state.undoQueued > 0)) {
     const { id, prompts } = state.unsent; // first, alone: its request id applies it at most once
     state.unsent = null;
     state.refineQueued = false; // this is the Refine asked for, not a re-run after it
-    runRound(prompts, id);
+    runRound(prompts, id, true);
+    return;
+  }
+  if (state.undoQueued > 0) {
+    state.undoQueued -= 1;
+    runUndo();
     return;
   }
   const send = state.pending.length && (auto || state.refineQueued);
@@ -434,7 +435,8 @@ const NOT_APPLIED_RETRYABLE = new Set([
   "session_busy",
 ]);
 
-async function runRound(prompts, id = requestId()) {
+/** Send ``prompts`` as one round; ``settling``: a kept round resent with its own ``id``. */
+async function runRound(prompts, id = requestId(), settling = false) {
   const generation = state.generation;
   state.inflight = { kind: "round", prompts };
   drawInk();
@@ -462,9 +464,12 @@ async function runRound(prompts, id = requestId()) {
       const { message, alpha } = answer;
       const roundTrip = performance.now() - started;
       if (generation !== state.generation) return;
-      state.history.length = message.round - 1;
+      // rounds this page did not see (e.g. applied before a lost answer) leave no hole
+      state.history.length = Math.min(state.history.length, message.round - 1);
+      while (state.history.length < message.round - 1) state.history.push([]);
       state.history.push(prompts);
-      state.results.length = message.round - 1;
+      state.results.length = Math.min(state.results.length, message.round - 1);
+      while (state.results.length < message.round - 1) state.results.push(null);
       state.results.push(message);
       await showRound(message.round, alpha, message);
       el.latencyServer.textContent = fmtMs(message.timings_ms && message.timings_ms.total);
@@ -476,8 +481,10 @@ async function runRound(prompts, id = requestId()) {
   } catch (err) {
     if (generation !== state.generation) return;
     state.held = true; // no automatic resend: a server that is down would be asked again and again
-    const kept = keepUnapplied(prompts, id, err);
-    showError(kept, state.unsent || state.pending.length ? { label: "Retry", run: () => requestRefine() } : null);
+    state.undoQueued = 0; // an undo waiting on this round is asked for again by the user
+    const kept = keepUnapplied(prompts, id, err, settling);
+    const retry = () => (state.unsent || state.pending.length) && requestRefine();
+    showError(kept, state.unsent || state.pending.length ? { label: "Retry", run: retry } : null);
   } finally {
     if (generation === state.generation) {
       state.inflight = null;
@@ -494,9 +501,11 @@ async function runRound(prompts, id = requestId()) {
  * that resending applies them at most once; when the server was busy or unavailable they go back
  * to the pending marks. Either way the next Refine (or mark, with auto-send) sends them again.
  */
-function keepUnapplied(prompts, id, err) {
+function keepUnapplied(prompts, id, err, settling) {
   const code = err instanceof ApiError ? err.code : "";
-  if (code === "connection_lost" || code === "round_outcome_unknown") {
+  // a kept round stays kept with its id through a busy server: it may be applied already
+  const unknown = code === "connection_lost" || code === "round_outcome_unknown";
+  if (unknown || (settling && NOT_APPLIED_RETRYABLE.has(code))) {
     state.unsent = { id, prompts };
     if (code === "connection_lost") {
       return new ApiError(

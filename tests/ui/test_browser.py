@@ -7,7 +7,9 @@ no fixed sleeps. A screenshot after two rounds is written to ``out/ui/two-rounds
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -399,10 +401,34 @@ def test_work_survives_refused_files_lost_connections_and_fast_undos(
         (click,) = rounds[1]["prompts"]
         assert click["label"] == "bg" and np.allclose([click["x"], click["y"]], square, atol=2.0)
 
-        # three fast undos undo three rounds
-        page.mouse.click(*on_screen(page, 20, 20))
+        # a file refused while a round is in flight: that round is still shown (the page froze,
+        # found by a second probe); the server is paused so that the round waits for certain
+        assert server.process is not None
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            page.mouse.click(*on_screen(page, 20, 20))
+            expect(app).to_have_attribute("data-state", "busy")
+            page.set_input_files("#file-input", str(gif))
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        expect(banner).to_have_attribute("data-code", "unsupported_media_type")
         expect(app).to_have_attribute("data-round", "3")
-        for _ in range(3):
+        assert app.get_attribute("data-session") == sid
+        page.click("#error-close")
+
+        # a round applied by another client of the session: the page's next round skips a number
+        # and leaves no hole in its history (a hole threw on every redraw)
+        httpx.post(
+            f"{server.url}/v1/sessions/{sid}/rounds",
+            json={"prompts": [{"type": "click", "x": 30, "y": 30, "label": "bg"}]},
+            headers=AUTH,
+            timeout=60,
+        ).raise_for_status()
+        page.mouse.click(*on_screen(page, 40, 40))
+        expect(app).to_have_attribute("data-round", "5")
+
+        # five fast undos undo five rounds
+        for _ in range(5):
             page.keyboard.press("u")
         expect(app).to_have_attribute("data-round", "0")
         assert session_rounds(server, sid) == []
