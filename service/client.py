@@ -243,11 +243,8 @@ def _ws_url(base_url: str, path: str) -> str:
 
 
 def _round_message(prompts: Sequence[PromptInput], model: ModelName | None, request_id: str) -> str:
-    body: dict[str, Any] = {"type": "round", "prompts": _prompts_json(prompts)}
-    if model is not None:
-        body["model"] = model
-    body["request_id"] = request_id
-    return json.dumps(body)
+    """The WebSocket ``round`` message: the HTTP round's body with its type."""
+    return json.dumps({"type": "round", **_round_body(prompts, model, request_id)})
 
 
 def _round_body(
