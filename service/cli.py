@@ -143,11 +143,7 @@ def cutout(
             raise typer.Exit(2) from None
     else:
         png = asyncio.run(_cutout_in_process(image.read_bytes(), prompts, model, kind))
-    try:
-        output.write_bytes(png)
-    except OSError as exc:  # e.g. a folder without write permission
-        console.print(f"[red]cannot write {output}[/]: {exc.strerror}")
-        raise typer.Exit(1) from None
+    _write_output(output, png)
     console.print(f"wrote {output} ({len(png)} bytes)")
 
 
@@ -325,14 +321,18 @@ def _require_writable(path: Path, option: str, *, folder: bool = False) -> None:
         raise typer.BadParameter(reason, param_hint=f"'{option}'")
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write an output file; an error the early check could not foresee (a full disk) ends the
-    command with one line, not a traceback."""
+def _write_output(path: Path, data: str | bytes) -> None:
+    """Write an output file (its folders made as needed); an error the early check could not
+    foresee (a full disk, a folder without write permission) ends the command with one line,
+    not a traceback."""
     from rich.markup import escape
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+        else:
+            path.write_text(data)
     except OSError as exc:
         console.print(f"[red]cannot write {escape(str(path))}[/]: {exc.strerror or exc}", highlight=False)
         raise typer.Exit(1) from None
@@ -491,7 +491,7 @@ def eval_stages(
     for failure in table.failures:
         console.print(f"[yellow]failed[/]: {escape(failure)}")
     if markdown_out is not None:
-        _write_text(markdown_out, text)
+        _write_output(markdown_out, text)
 
 
 async def _eval_stages(data: str, limit: int | None, max_instances: int):
@@ -535,7 +535,7 @@ def eval_instances(
     Console().print_json(json.dumps(summary))
     _print_skipped(data, summary["skipped_photos"])
     if out is not None:
-        _write_text(out, json.dumps(summary, indent=2) + "\n")
+        _write_output(out, json.dumps(summary, indent=2) + "\n")
 
 
 async def _eval_instances(data: str, min_area: int) -> dict:
@@ -616,10 +616,10 @@ def calibrate_auto(
         )
         raise typer.Exit(1)
     table = markdown(document)
-    _write_text(out, json.dumps(document, indent=2) + "\n")
+    _write_output(out, json.dumps(document, indent=2) + "\n")
     Console(width=200).print(table)
     if markdown_out is not None:
-        _write_text(markdown_out, table)
+        _write_output(markdown_out, table)
     for situation, reason in document["unrouted"].items():
         console.print(
             f"[yellow]no route for {situation}[/]: {reason}; the service keeps its default there",
