@@ -435,6 +435,16 @@ const NOT_APPLIED_RETRYABLE = new Set([
   "session_busy",
 ]);
 
+/**
+ * Make ``entry`` round ``n``'s in ``list`` (index n - 1), dropping later rounds; rounds this page
+ * did not see (applied by another client, or before a lost answer) get ``missing``, never a hole.
+ */
+function setRoundEntry(list, n, entry, missing) {
+  list.length = Math.min(list.length, n - 1);
+  while (list.length < n - 1) list.push(missing);
+  list.push(entry);
+}
+
 /** Send ``prompts`` as one round; ``settling``: a kept round resent with its own ``id``. */
 async function runRound(prompts, id = requestId(), settling = false) {
   const generation = state.generation;
@@ -464,13 +474,8 @@ async function runRound(prompts, id = requestId(), settling = false) {
       const { message, alpha } = answer;
       const roundTrip = performance.now() - started;
       if (generation !== state.generation) return;
-      // rounds this page did not see (e.g. applied before a lost answer) leave no hole
-      state.history.length = Math.min(state.history.length, message.round - 1);
-      while (state.history.length < message.round - 1) state.history.push([]);
-      state.history.push(prompts);
-      state.results.length = Math.min(state.results.length, message.round - 1);
-      while (state.results.length < message.round - 1) state.results.push(null);
-      state.results.push(message);
+      setRoundEntry(state.history, message.round, prompts, []);
+      setRoundEntry(state.results, message.round, message, null);
       await showRound(message.round, alpha, message);
       el.latencyServer.textContent = fmtMs(message.timings_ms && message.timings_ms.total);
       el.latencyRtt.textContent = fmtMs(roundTrip);
