@@ -193,7 +193,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.service = MattingService(settings, store, registry, metrics, limiter)
         metrics.count_sessions_with(store.active_sessions)
         budget = app.state.service.budget
-        metrics.read_pixels_with(lambda: (budget.used, budget.lent))
+        metrics.read_pixels_with(held=lambda: budget.used, lent=lambda: budget.lent)
         try:
             yield
         finally:

@@ -58,7 +58,6 @@ class Metrics:
             registry=self.registry,
         )
         self._count_sessions: Callable[[], Awaitable[int]] | None = None
-        self._read_pixels: Callable[[], tuple[int, int]] | None = None
 
     def observe_round(self, model: str, timings_ms: dict[str, float]) -> None:
         for stage, ms in timings_ms.items():
@@ -67,16 +66,14 @@ class Metrics:
     def count_sessions_with(self, counter: Callable[[], Awaitable[int]]) -> None:
         self._count_sessions = counter
 
-    def read_pixels_with(self, reader: Callable[[], tuple[int, int]]) -> None:
-        """``reader``: the pixel budget's (held, lent) now."""
-        self._read_pixels = reader
+    def read_pixels_with(self, held: Callable[[], int], lent: Callable[[], int]) -> None:
+        """Read the pixel gauges from the budget at scrape time (prometheus-client's
+        ``set_function``)."""
+        self.pixels_held.set_function(held)
+        self.pixels_lent.set_function(lent)
 
     async def render(self) -> bytes:
         """The exposition text; refreshes the session gauge from Redis first (best effort)."""
-        if self._read_pixels is not None:
-            held, lent = self._read_pixels()
-            self.pixels_held.set(held)
-            self.pixels_lent.set(lent)
         if self._count_sessions is not None:
             # A scrape must not fail because Redis is down.
             with contextlib.suppress(Exception):
